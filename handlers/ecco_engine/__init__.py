@@ -1,0 +1,55 @@
+"""ecco_engine: generation with per-token attribution for Hugging Face causal LMs.
+
+Imports torch, transformers, captum, numpy (and scikit-learn for analysis) only: nothing of
+TorchServe, gRPC, protobuf, HTTP or HTML. Entry point: ``Explainer(model, tokenizer).explain(request)``.
+"""
+
+from .errors import EngineError, InvalidRequest, LimitExceeded, NonFiniteResult, UnknownMethod, UnsupportedModel
+from .explainer import EngineLimits, Explainer
+from .layout import LayoutOverride, ModelLayout, discover_layout
+from .methods import REGISTRY, AttributionMethod, register
+from .types import (
+    Aggregation,
+    Attribution,
+    AttributionParams,
+    ChatMessage,
+    Explanation,
+    ExplainRequest,
+    GenerationParams,
+    GenerationResult,
+    Integration,
+    TargetKind,
+    Timing,
+    Token,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGISTRY",
+    "Aggregation",
+    "Attribution",
+    "AttributionMethod",
+    "AttributionParams",
+    "ChatMessage",
+    "EngineError",
+    "EngineLimits",
+    "ExplainRequest",
+    "Explainer",
+    "Explanation",
+    "GenerationParams",
+    "GenerationResult",
+    "Integration",
+    "InvalidRequest",
+    "LayoutOverride",
+    "LimitExceeded",
+    "ModelLayout",
+    "NonFiniteResult",
+    "TargetKind",
+    "Timing",
+    "Token",
+    "UnknownMethod",
+    "UnsupportedModel",
+    "discover_layout",
+    "register",
+]

@@ -1,0 +1,201 @@
+"""``Explainer``: the engine's entry point. Stateless between requests.
+
+``Explainer(model, tokenizer).explain(request)`` generates (or takes a given continuation) and
+attributes the generated tokens with every requested method, returning plain typed data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from torch import nn
+
+from .attribution import TargetSet, attribute_tokens
+from .errors import InvalidRequest, LimitExceeded
+from .generation import generate_ids
+from .layout import LayoutOverride, ModelLayout, discover_layout
+from .methods import get_method
+from .tokens import single_token_id, token_pieces
+from .types import (
+    Explanation,
+    ExplainRequest,
+    GenerationResult,
+    TargetKind,
+    Timing,
+)
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    """Server-side limits; a request beyond them raises ``LimitExceeded`` naming the limit."""
+
+    max_new_tokens: int = 256
+    max_input_tokens: int = 2048  # prompt + continuation
+    max_n_steps: int = 1024  # integrated-gradients steps, including the tolerance loop
+    max_targets: int = 256  # explained tokens per request
+    max_methods: int = 4
+    token_budget: int = 2048  # row-tokens per batched forward (memory bound)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: list[Timing] = []
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings.append(Timing(stage=name, seconds=time.perf_counter() - start))
+
+
+class Explainer:
+    """Generation and attribution for one loaded causal LM (parameters frozen on construction)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer,
+        *,
+        layout: ModelLayout | None = None,
+        override: LayoutOverride | None = None,
+        limits: EngineLimits | None = None,
+    ) -> None:
+        self.model = model.eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.layout = layout or discover_layout(model, override)
+        self.limits = limits or EngineLimits()
+
+    # ---- inputs ---------------------------------------------------------------------------
+    def prompt_ids(self, request: ExplainRequest) -> list[int]:
+        """Token ids of the prompt: plain text (with the tokenizer's special tokens) or a chat."""
+        if request.messages:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise InvalidRequest("messages", "this model's tokenizer has no chat template; send 'prompt'")
+            text = self.tokenizer.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in request.messages],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+        else:
+            ids = self.tokenizer.encode(request.prompt)
+        if not ids:
+            raise InvalidRequest("prompt", "tokenizes to zero tokens")
+        return [int(i) for i in ids]
+
+    def _eos_ids(self) -> set[int]:
+        eos: set[int] = set()
+        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (self.tokenizer.eos_token_id, config_eos):
+            if isinstance(value, int):
+                eos.add(value)
+            elif isinstance(value, (list, tuple)):
+                eos.update(int(v) for v in value)
+        return eos
+
+    def _check_limits(self, request: ExplainRequest, n_input: int) -> None:
+        lim = self.limits
+        gen = request.generation
+        if request.continuation is None and gen.max_new_tokens > lim.max_new_tokens:
+            raise LimitExceeded("max_new_tokens", f"must be at most {lim.max_new_tokens}, got {gen.max_new_tokens}")
+        if n_input > lim.max_input_tokens:
+            raise LimitExceeded("prompt", f"input is {n_input} tokens; the limit is {lim.max_input_tokens}")
+        att = request.attribution
+        steps = att.max_n_steps if att.completeness_tolerance is not None else att.n_steps
+        if steps > lim.max_n_steps:
+            field = "max_n_steps" if att.completeness_tolerance is not None else "n_steps"
+            raise LimitExceeded(field, f"must be at most {lim.max_n_steps}, got {steps}")
+        if len(att.methods) > lim.max_methods:
+            raise LimitExceeded("methods", f"at most {lim.max_methods} methods per request, got {len(att.methods)}")
+
+    # ---- generation -----------------------------------------------------------------------
+    def generate(self, request: ExplainRequest) -> GenerationResult:
+        """Generate (or take ``request.continuation``) and return the tokens; no attribution."""
+        timer = _Timer()
+        return self._generate(request, timer)
+
+    def _generate(self, request: ExplainRequest, timer: _Timer) -> GenerationResult:
+        with timer.stage("tokenize"):
+            prompt = self.prompt_ids(request)
+            given = (
+                self.tokenizer.encode(request.continuation, add_special_tokens=False)
+                if request.continuation is not None
+                else None
+            )
+        if given is not None and not given:
+            raise InvalidRequest("continuation", "tokenizes to zero tokens")
+        self._check_limits(request, len(prompt) + len(given or []))
+        with timer.stage("generation"):
+            if given is not None:
+                new_ids, reason = [int(i) for i in given], "given"
+            else:
+                out = generate_ids(
+                    self.model,
+                    prompt,
+                    request.generation,
+                    self._eos_ids(),
+                    lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+                )
+                new_ids, reason = list(out.ids), out.finish_reason
+        with timer.stage("detokenize"):
+            tokens = token_pieces(self.tokenizer, prompt + new_ids)
+        return GenerationResult(
+            tokens=tokens, prompt_length=len(prompt), finish_reason=reason, timings=tuple(timer.timings)
+        )
+
+    # ---- explanation ----------------------------------------------------------------------
+    def targets(self, request: ExplainRequest, generation: GenerationResult) -> TargetSet:
+        """The generated tokens to explain (``attribution.positions`` index generated tokens)."""
+        n_generated = len(generation.tokens) - generation.prompt_length
+        chosen = request.attribution.positions
+        indices = sorted(set(chosen)) if chosen is not None else list(range(n_generated))
+        bad = [i for i in indices if i >= n_generated]
+        if bad:
+            raise InvalidRequest(
+                "positions", f"index {bad[0]} is out of range: {n_generated} tokens were generated (0..{n_generated - 1})"
+            )
+        if len(indices) > self.limits.max_targets:
+            raise LimitExceeded("positions", f"at most {self.limits.max_targets} tokens per request, got {len(indices)}")
+        positions = tuple(generation.prompt_length + i for i in indices)
+        contrast = request.attribution.contrast_token
+        contrast_id = single_token_id(self.tokenizer, contrast, "contrast_token") if contrast is not None else None
+        return TargetSet(
+            positions=positions,
+            token_ids=tuple(generation.tokens[p].id for p in positions),
+            contrast_id=contrast_id,
+        )
+
+    def explain(self, request: ExplainRequest) -> Explanation:
+        """Generate, then attribute the chosen generated tokens with every requested method."""
+        for name in request.attribution.methods:
+            get_method(name)  # unknown names fail before any work
+        timer = _Timer()
+        generation = self._generate(request, timer)
+        targets = self.targets(request, generation)
+        input_ids = [t.id for t in generation.tokens]
+        attributions = []
+        for name in request.attribution.methods:
+            with timer.stage(f"attribution:{name}"):
+                attributions.append(
+                    attribute_tokens(
+                        self.model,
+                        self.layout,
+                        self.tokenizer,
+                        input_ids,
+                        targets,
+                        request.attribution,
+                        name,
+                        token_budget=self.limits.token_budget,
+                    )
+                )
+        return Explanation(generation=generation, attributions=tuple(attributions), timings=tuple(timer.timings))
+
+
+__all__ = ["EngineLimits", "Explainer", "TargetKind"]
