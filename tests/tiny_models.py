@@ -68,9 +68,14 @@ def _configs(vocab: int) -> dict[str, object]:
         "phi": PhiConfig(**small, max_position_embeddings=256),
         "gpt_neox": GPTNeoXConfig(**small, max_position_embeddings=256),
         "opt": OPTConfig(
-            vocab_size=vocab, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
-            word_embed_proj_dim=32, max_position_embeddings=256,
-        ),  # fmt: skip
+            vocab_size=vocab,
+            hidden_size=32,
+            ffn_dim=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            word_embed_proj_dim=32,
+            max_position_embeddings=256,
+        ),
     }
 
 
@@ -81,7 +86,10 @@ def tiny_model(arch: str, seed: int = 0):
     """A randomly initialised fp32 causal LM of family ``arch`` sized for the tiny tokenizer."""
     from transformers import AutoModelForCausalLM
 
-    config = _configs(len(tiny_tokenizer()))[arch]
+    tok = tiny_tokenizer()
+    config = _configs(len(tok))[arch]
+    config.bos_token_id = config.eos_token_id = tok.eos_token_id
+    config.pad_token_id = tok.pad_token_id
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model.eval()

@@ -15,7 +15,9 @@ from .types import Attribution, AttributionParams, ExplainRequest, GenerationPar
 
 def format_attribution(generation: GenerationResult, attribution: Attribution, top: int = 0) -> str:
     """A readable table: one line per explained token, its sources by weight (largest first)."""
-    lines = [f"method={attribution.method} target={attribution.target.value} aggregation={attribution.aggregation.value}"]
+    lines = [
+        f"method={attribution.method} target={attribution.target.value} aggregation={attribution.aggregation.value}"
+    ]
     for row, position in enumerate(attribution.target_positions):
         token = generation.tokens[position]
         weights = attribution.scores[row, :position]

@@ -20,8 +20,8 @@ from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import get_method
 from .tokens import single_token_id, token_pieces
 from .types import (
-    Explanation,
     ExplainRequest,
+    Explanation,
     GenerationResult,
     TargetKind,
     Timing,
@@ -159,10 +159,13 @@ class Explainer:
         bad = [i for i in indices if i >= n_generated]
         if bad:
             raise InvalidRequest(
-                "positions", f"index {bad[0]} is out of range: {n_generated} tokens were generated (0..{n_generated - 1})"
+                "positions",
+                f"index {bad[0]} is out of range: {n_generated} tokens were generated (0..{n_generated - 1})",
             )
         if len(indices) > self.limits.max_targets:
-            raise LimitExceeded("positions", f"at most {self.limits.max_targets} tokens per request, got {len(indices)}")
+            raise LimitExceeded(
+                "positions", f"at most {self.limits.max_targets} tokens per request, got {len(indices)}"
+            )
         positions = tuple(generation.prompt_length + i for i in indices)
         contrast = request.attribution.contrast_token
         contrast_id = single_token_id(self.tokenizer, contrast, "contrast_token") if contrast is not None else None

@@ -70,7 +70,7 @@ def iter_generate(
         inputs = torch.tensor([prompt_ids], device=device)
         cache = None
         for step in range(params.max_new_tokens):
-            kwargs = {cache_name: cache} if cache is not None else {}
+            kwargs: dict[str, object] = {cache_name: cache} if cache is not None else {}
             output = model(input_ids=inputs, use_cache=True, logits_to_keep=1, **kwargs)
             cache = _output_cache(output)
             logits = output.logits[0, -1].float()

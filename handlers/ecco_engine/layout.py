@@ -93,10 +93,10 @@ def discover_layout(model: nn.Module, override: LayoutOverride | None = None) ->
     missing: list[str] = []
     paths: dict[str, str] = {}
 
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    embedding = getattr(model, "get_input_embeddings", lambda: None)()
     if not isinstance(embedding, nn.Embedding):
         missing.append("token embedding (get_input_embeddings() returned no nn.Embedding)")
-    unembedding = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    unembedding = getattr(model, "get_output_embeddings", lambda: None)()
     if unembedding is None:
         missing.append("unembedding (get_output_embeddings() returned None: not a causal LM head?)")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
 import numpy as np
 
 from .errors import InvalidRequest
 
 
-class TargetKind(str, Enum):
+class TargetKind(StrEnum):
     """What scalar of the model's output an attribution explains, per generated token."""
 
     PROBABILITY = "probability"  # softmax probability of the chosen token
@@ -25,7 +25,7 @@ class TargetKind(str, Enum):
     CONTRASTIVE = "contrastive"  # log p(chosen) - log p(contrast token)
 
 
-class Aggregation(str, Enum):
+class Aggregation(StrEnum):
     """How a (n_sources, hidden) attribution is reduced to one score per source token."""
 
     L2 = "l2"  # L2 norm over the embedding dimension (unsigned)
@@ -33,7 +33,7 @@ class Aggregation(str, Enum):
     L2_NORMALIZED = "l2_normalized"  # Ecco: L2 norm, then each row divided by its sum
 
 
-class Integration(str, Enum):
+class Integration(StrEnum):
     """Quadrature rule for integrated gradients (Captum's names)."""
 
     GAUSS_LEGENDRE = "gausslegendre"
