@@ -11,6 +11,7 @@ memory budget of ``token_budget`` row-tokens per forward.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,17 @@ def _run_method(
         return method.attribute(forward, call)
 
 
+@dataclass(frozen=True)
+class AttributionRow:
+    """One explained token's finished row, as soon as it is computed (for streaming)."""
+
+    method: str
+    target_position: int
+    scores: np.ndarray  # (target_position,): one score per earlier token
+    target_score: float
+    convergence_delta: float | None = None
+
+
 def attribute_tokens(
     model: nn.Module,
     layout: ModelLayout,
@@ -113,6 +125,28 @@ def attribute_tokens(
     token_budget: int = 2048,
 ) -> Attribution:
     """Attribute each target of ``targets`` to the tokens before it, with one method."""
+    *_, result = iter_attribute_tokens(
+        model, layout, tokenizer, input_ids, targets, params, method_name, token_budget=token_budget
+    )
+    assert isinstance(result, Attribution)  # the generator's contract: its last item
+    return result
+
+
+def iter_attribute_tokens(
+    model: nn.Module,
+    layout: ModelLayout,
+    tokenizer,
+    input_ids: list[int],
+    targets: TargetSet,
+    params: AttributionParams,
+    method_name: str,
+    token_budget: int = 2048,
+) -> Iterator[AttributionRow | Attribution]:
+    """Like ``attribute_tokens``, yielding each ``AttributionRow`` once final, then the ``Attribution``.
+
+    Without a completeness tolerance a row is final when its group is computed; with one, when
+    the tolerance loop is done.
+    """
     method = get_method(method_name)
     device = layout.embedding.weight.device
     ids = torch.tensor([input_ids], device=device)
@@ -138,6 +172,17 @@ def attribute_tokens(
             )
         pending = list(range(n_targets))
         n_steps = params.n_steps
+        tolerance = params.completeness_tolerance
+        looping = deltas is not None and tolerance is not None
+
+        def row_of(i: int) -> AttributionRow:
+            end = targets.positions[i]
+            row = per_source[i, :end].float().numpy()
+            delta = float(deltas[i]) if deltas is not None else None
+            if not np.isfinite(row).all() or (delta is not None and not np.isfinite(delta)):
+                _check_finite(_partial(method_name, params, targets, per_source, target_scores, deltas))
+            return AttributionRow(method_name, end, row, float(target_scores[i]), delta)
+
         while pending:
             for group in _groups(tuple(targets.positions[i] for i in pending), token_budget):
                 indices = [pending[g] for g in group]
@@ -153,10 +198,14 @@ def attribute_tokens(
                     steps_used[i] = n_steps
                     if deltas is not None and delta is not None:
                         deltas[i] = float(delta[row])
-            if deltas is None or params.completeness_tolerance is None or n_steps * 2 > params.max_n_steps:
+                if not looping:
+                    yield from (row_of(i) for i in indices)
+            if not looping or n_steps * 2 > params.max_n_steps:
                 break
-            pending = [i for i in pending if abs(float(deltas[i])) > params.completeness_tolerance]
+            pending = [i for i in pending if abs(float(deltas[i])) > tolerance]
             n_steps *= 2
+        if looping:
+            yield from (row_of(i) for i in range(n_targets))
 
     result = Attribution(
         method=method_name,
@@ -173,7 +222,20 @@ def attribute_tokens(
         convergence_deltas=deltas.numpy() if deltas is not None else None,
     )
     _check_finite(result)
-    return result
+    yield result
+
+
+def _partial(method_name, params, targets, per_source, target_scores, deltas) -> Attribution:
+    return Attribution(
+        method=method_name,
+        target=params.target,
+        aggregation=params.aggregation,
+        target_positions=tuple(targets.positions),
+        scores=per_source.float().numpy(),
+        target_scores=target_scores.detach().double().numpy(),
+        baseline=params.baseline,
+        convergence_deltas=deltas.numpy() if deltas is not None else None,
+    )
 
 
 def _check_finite(result: Attribution) -> None:

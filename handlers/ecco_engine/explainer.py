@@ -13,19 +13,32 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .attribution import TargetSet, attribute_tokens
+from .attribution import AttributionRow, TargetSet, attribute_tokens, iter_attribute_tokens
 from .errors import InvalidRequest, LimitExceeded
-from .generation import generate_ids
+from .generation import generate_ids, iter_generate
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import get_method
 from .tokens import single_token_id, token_pieces
 from .types import (
+    Attribution,
     ExplainRequest,
     Explanation,
     GenerationResult,
     TargetKind,
     Timing,
 )
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    """A streamed token: ``index`` among the generated tokens, and its text as far as decodable."""
+
+    index: int
+    id: int
+    text: str
+
+
+StreamEvent = GeneratedToken | AttributionRow | Explanation
 
 
 @dataclass(frozen=True)
@@ -200,5 +213,53 @@ class Explainer:
                 )
         return Explanation(generation=generation, attributions=tuple(attributions), timings=tuple(timer.timings))
 
+    def stream(self, request: ExplainRequest) -> Iterator[StreamEvent]:
+        """``explain`` as events: each ``GeneratedToken`` as it is produced, then each
+        ``AttributionRow`` as it is computed (method by method), then the ``Explanation``.
+        """
+        for name in request.attribution.methods:
+            get_method(name)
+        timer = _Timer()
+        prompt = self.prompt_ids(request)
+        new_ids: list[int] = []
+        reason = "given"
+        if request.continuation is not None:
+            given = self.tokenizer.encode(request.continuation, add_special_tokens=False)
+            if not given:
+                raise InvalidRequest("continuation", "tokenizes to zero tokens")
+            self._check_limits(request, len(prompt) + len(given))
+            new_ids = [int(i) for i in given]
+        else:
+            self._check_limits(request, len(prompt))
+            decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+            emitted = ""
+            with timer.stage("generation"):
+                for token_id, finish in iter_generate(self.model, prompt, request.generation, self._eos_ids(), decode):
+                    new_ids.append(token_id)
+                    text = self.tokenizer.decode(new_ids, skip_special_tokens=False)
+                    piece = "" if text.endswith("\ufffd") else text[len(emitted) :]
+                    emitted += piece
+                    yield GeneratedToken(index=len(new_ids) - 1, id=token_id, text=piece)
+                    reason = finish or reason
+        with timer.stage("detokenize"):
+            tokens = token_pieces(self.tokenizer, prompt + new_ids)
+        generation = GenerationResult(tokens=tokens, prompt_length=len(prompt), finish_reason=reason)
+        if request.continuation is not None:
+            for i, token in enumerate(tokens[len(prompt) :]):
+                yield GeneratedToken(index=i, id=token.id, text=token.text)
+        targets = self.targets(request, generation)
+        attributions: list[Attribution] = []
+        for name in request.attribution.methods:
+            with timer.stage(f"attribution:{name}"):
+                for item in iter_attribute_tokens(
+                    self.model, self.layout, self.tokenizer, [t.id for t in tokens], targets,
+                    request.attribution, name, token_budget=self.limits.token_budget,
+                ):  # fmt: skip
+                    if isinstance(item, Attribution):
+                        attributions.append(item)
+                    else:
+                        yield item
+        yield Explanation(generation=generation, attributions=tuple(attributions), timings=tuple(timer.timings))
 
-__all__ = ["EngineLimits", "Explainer", "TargetKind"]
+
+__all__ = ["EngineLimits", "Explainer", "GeneratedToken", "StreamEvent", "TargetKind"]

@@ -248,3 +248,32 @@ def test_parameters_stay_frozen_and_get_no_gradients():
 def test_target_kinds_cover_the_enum():
     assert {k.value for k in TargetKind} == {"probability", "log_probability", "logit", "contrastive"}
     assert {a.value for a in Aggregation} == {"l2", "sum", "l2_normalized"}
+
+
+def test_stream_yields_tokens_then_rows_then_the_same_explanation():
+    from ecco_engine.attribution import AttributionRow
+    from ecco_engine.explainer import GeneratedToken
+
+    model = tiny_model("gpt2", seed=8)
+    request = ExplainRequest(
+        prompt=PROMPT,
+        generation=GenerationParams(max_new_tokens=4),
+        attribution=AttributionParams(methods=("integrated_gradients", "grad_x_input"), n_steps=8),
+    )
+    explainer = Explainer(model, tiny_tokenizer())
+    events = list(explainer.stream(request))
+    whole = explainer.explain(request)
+    kinds = [type(e).__name__ for e in events]
+    n = len(whole.generation.generated_ids)
+    assert kinds == ["GeneratedToken"] * n + ["AttributionRow"] * (2 * n) + ["Explanation"]
+    tokens = [e for e in events if isinstance(e, GeneratedToken)]
+    assert [t.id for t in tokens] == whole.generation.generated_ids
+    assert "".join(t.text for t in tokens) == whole.generation.generated_text
+    rows = [e for e in events if isinstance(e, AttributionRow)]
+    for row in rows:
+        attribution = whole.attribution(row.method)
+        i = attribution.target_positions.index(row.target_position)
+        np.testing.assert_allclose(row.scores, attribution.scores[i, : row.target_position], atol=1e-6)
+    final = events[-1]
+    for a, b in zip(final.attributions, whole.attributions, strict=True):
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
