@@ -8,9 +8,18 @@ STAMP  := $(VENV)/.installed-stamp
 MODEL  := model_store/smollm2-135m-instruct
 PROMPT ?= The capital of France is
 
-.PHONY: setup model demo test test-fast lint format bench clean
+.PHONY: setup protos model demo test test-fast lint format bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) protos
+
+# Python modules generated from protos/ into handlers/ecco_proto/ (git-ignored; protos/generate.py)
+PROTO_SRC := $(wildcard protos/ecco/v1/*.proto protos/torchserve/*.proto) protos/generate.py
+PROTO_OUT := handlers/ecco_proto/ecco/v1/ecco_pb2.py
+
+protos: $(PROTO_OUT)
+
+$(PROTO_OUT): $(PROTO_SRC) $(STAMP)
+	$(BIN)/python protos/generate.py
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,4 +57,4 @@ bench: setup model
 	$(BIN)/python benchmarks/vs_captum_llm.py
 
 clean:
-	rm -rf $(VENV) $(MODEL) logs .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(MODEL) logs .pytest_cache .ruff_cache .mypy_cache handlers/ecco_proto/ecco handlers/ecco_proto/torchserve

@@ -1,0 +1,181 @@
+"""ecco: generate or explain through a served model from the command line.
+
+    ecco explain --model smollm2-135m-instruct --prompt "The capital of France is" --max-new-tokens 4
+    ecco explain --grpc 127.0.0.1:7070 --chat "user:Capital of France?" --method grad_x_input --json
+    ecco generate --url http://127.0.0.1:8080 --prompt "Hello" --key-file .run/serve/key_file.json
+
+Prints a table (each explained token with its top source tokens) or, with --json, the reply's proto3
+JSON. The token: --token, else the "inference" key of --key-file, else of $ECCO_KEY_FILE,
+./key_file.json or .run/serve/key_file.json (the first that exists). Exit status 1 on a request error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .auth import find_key_file, read_key_file
+from .client import EccoClient
+from .errors import EccoError
+from .results import ExplainResult, GenerateResult, RowEvent, TokenEvent
+from .table import explanation_table, generation_table, shown
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def _chat(value: str) -> tuple[str, str]:
+    role, sep, content = value.partition(":")
+    if not sep or not role:
+        raise argparse.ArgumentTypeError(f"--chat takes role:content, got {value!r}")
+    return role, content
+
+
+def _positions(value: str) -> list[int]:
+    try:
+        return [int(p) for p in value.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--positions takes comma-separated integers, got {value!r}") from None
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("server")
+    where.add_argument("--url", help=f"TorchServe inference URL (REST; default {DEFAULT_URL})")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="use gRPC (TorchServe's gRPC inference port) instead")
+    where.add_argument("--model", default=os.environ.get("ECCO_MODEL", DEFAULT_MODEL), help="model name (%(default)s)")
+    where.add_argument("--token", default=os.environ.get("ECCO_TOKEN"), help="inference key ($ECCO_TOKEN)")
+    where.add_argument("--key-file", help="TorchServe's key_file.json (its 'inference' key is used)")
+    where.add_argument("--kserve", action="store_true", help="REST: use the KServe v1 path /v1/models/{model}:...")
+    where.add_argument("--timeout", type=float, default=600.0, help="seconds (%(default)s)")
+    what = parser.add_argument_group("input")
+    what.add_argument("--prompt", help="plain-text prompt")
+    what.add_argument("--chat", type=_chat, action="append", default=[], metavar="ROLE:CONTENT", help="a chat turn")
+    what.add_argument("--continuation", help="explain this given text instead of generating (teacher forcing)")
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--max-new-tokens", type=int)
+    gen.add_argument("--do-sample", action="store_true", default=None)
+    gen.add_argument("--temperature", type=float)
+    gen.add_argument("--top-k", type=int)
+    gen.add_argument("--top-p", type=float)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the JSON reply instead of a table")
+    out.add_argument("--stream", action="store_true", help="gRPC: show tokens (and rows) as they arrive")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ecco", description=__doc__.splitlines()[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="generate text (no attribution)")
+    _common(generate)
+    explain = commands.add_parser("explain", help="generate, then attribute each generated token")
+    _common(explain)
+    att = explain.add_argument_group("attribution")
+    att.add_argument("--method", action="append", default=[], help="attribution method (repeatable)")
+    att.add_argument("--target", help="probability | log_probability | logit | contrastive")
+    att.add_argument("--contrast", help="contrast token text (target contrastive)")
+    att.add_argument("--contrast-id", type=int, help="contrast token id (target contrastive)")
+    att.add_argument("--baseline", help="zero | eos | bos | pad | unk | mask")
+    att.add_argument("--n-steps", type=int)
+    att.add_argument("--integration", help="gauss_legendre | riemann_left | ...")
+    att.add_argument("--aggregation", help="l2 | sum | l2_normalized")
+    att.add_argument("--positions", type=_positions, default=[], help="generated-token indices, e.g. 0,2")
+    att.add_argument("--completeness-tolerance", type=float)
+    att.add_argument("--max-n-steps", type=int)
+    att.add_argument("--float16", action="store_true", help="ask for float16 attribution matrices")
+    att.add_argument("--top", type=int, default=5, help="source tokens shown per token (%(default)s)")
+    return top
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "prompt": args.prompt,
+        "messages": args.chat,
+        "continuation": args.continuation,
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.do_sample,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        "stop": args.stop,
+    }
+    if args.command == "explain":
+        if args.contrast is not None and args.contrast_id is not None:
+            raise SystemExit("ecco: give --contrast or --contrast-id, not both")
+        options |= {
+            "methods": args.method,
+            "target": args.target,
+            "contrast": args.contrast if args.contrast is not None else args.contrast_id,
+            "baseline": args.baseline,
+            "n_steps": args.n_steps,
+            "integration": args.integration,
+            "aggregation": args.aggregation,
+            "positions": args.positions,
+            "completeness_tolerance": args.completeness_tolerance,
+            "max_n_steps": args.max_n_steps,
+            "float16": args.float16,
+        }
+    return options
+
+
+def _client(args: argparse.Namespace) -> EccoClient:
+    token = args.token
+    key_file = args.key_file or (None if token else find_key_file())
+    if token is None and key_file is not None:
+        token = read_key_file(key_file)
+    if args.grpc and args.url:
+        raise SystemExit("ecco: give --url or --grpc, not both")
+    if args.grpc:
+        return EccoClient(grpc=args.grpc, model=args.model, token=token, timeout=args.timeout)
+    url = args.url or DEFAULT_URL
+    return EccoClient(url=url, model=args.model, token=token, timeout=args.timeout, kserve=args.kserve)
+
+
+def _run(args: argparse.Namespace, out: Any) -> GenerateResult:
+    with _client(args) as client:
+        if not args.stream:
+            send = client.explain if args.command == "explain" else client.generate
+            return send(**_options(args))
+        result = None
+        for item in client.stream(args.command, **_options(args)):
+            if isinstance(item, TokenEvent) and not args.json:
+                print(f"token {item.index}: {shown(item.token.text, 40)}", file=out, flush=True)
+            elif isinstance(item, RowEvent) and not args.json:
+                print(f"row   {item.method} @ {item.target_position}", file=out, flush=True)
+            elif isinstance(item, GenerateResult):
+                result = item
+        if result is None:
+            raise EccoError(502, "INTERNAL", "the stream ended without a summary")
+        return result
+
+
+def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
+    out = out or sys.stdout
+    args = parser().parse_args(argv)
+    if args.stream and not args.grpc:
+        raise SystemExit("ecco: --stream needs --grpc")
+    try:
+        result = _run(args, out)
+    except EccoError as error:
+        print(f"ecco: {error}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:  # key file, option values
+        print(f"ecco: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False), file=out)
+    elif isinstance(result, ExplainResult):
+        print(explanation_table(result, top=args.top), file=out)
+    else:
+        print(generation_table(result), file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Typed results decoded from the ``ecco.v1`` replies; the same objects for REST and gRPC.
+
+Plain Python (tuples of floats): numpy is optional (``Attribution.scores_array()`` imports it).
+Enum values are lower-case proto names: ``"probability"``, ``"l2_normalized"``, ``"gauss_legendre"``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+
+from ecco_proto.ecco.v1 import ecco_pb2 as pb
+
+
+def matrix_rows(matrix: pb.Matrix) -> tuple[tuple[float, ...], ...]:
+    """The rows of a row-major ``Matrix`` (float32 values or little-endian float16 bytes)."""
+    n = matrix.rows * matrix.cols
+    if matrix.float16_values:
+        if len(matrix.float16_values) != 2 * n:
+            size = len(matrix.float16_values)
+            raise ValueError(f"Matrix has {size} float16 bytes for shape {matrix.rows}x{matrix.cols}")
+        flat: tuple[float, ...] = struct.unpack(f"<{n}e", matrix.float16_values)
+    else:
+        flat = tuple(matrix.values)
+        if len(flat) != n:
+            raise ValueError(f"Matrix has {len(flat)} values for shape {matrix.rows}x{matrix.cols}")
+    return tuple(flat[i * matrix.cols : (i + 1) * matrix.cols] for i in range(matrix.rows))
+
+
+def _enum_name(enum: Any, value: int) -> str | None:
+    return None if value == 0 else enum.Name(value).lower()
+
+
+def to_json(message: Any) -> dict[str, Any]:
+    """The proto3 JSON form of a reply, exactly as the server's REST JSON replies are written."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token; ``start``/``end`` are offsets (code points) into the decoded sequence."""
+
+    id: int
+    text: str
+    start: int
+    end: int
+
+    @classmethod
+    def from_proto(cls, t: pb.Token) -> Token:
+        return cls(id=t.id, text=t.text, start=t.start, end=t.end)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Server seconds spent in one stage."""
+
+    stage: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One method's attribution: ``scores[i][j]`` is the contribution of token ``j`` to the token at
+    ``target_positions[i]`` (zero for ``j >= target_positions[i]``); shape ``(n_targets, n_sources)``."""
+
+    method: str
+    target: str | None
+    aggregation: str | None
+    target_positions: tuple[int, ...]
+    n_sources: int
+    scores: tuple[tuple[float, ...], ...]
+    target_scores: tuple[float, ...]
+    #: integrated gradients only (else empty / None)
+    baseline_scores: tuple[float, ...] = ()
+    convergence_deltas: tuple[float, ...] = ()
+    n_steps: tuple[int, ...] = ()
+    baseline: str | None = None
+    integration: str | None = None
+    #: target "contrastive" only
+    contrast_token_id: int | None = None
+
+    @classmethod
+    def from_proto(cls, a: pb.Attribution) -> Attribution:
+        return cls(
+            method=a.method,
+            target=_enum_name(pb.TargetKind, a.target),
+            aggregation=_enum_name(pb.Aggregation, a.aggregation),
+            target_positions=tuple(a.target_positions),
+            n_sources=a.n_sources,
+            scores=matrix_rows(a.scores),
+            target_scores=tuple(a.target_scores),
+            baseline_scores=tuple(a.baseline_scores),
+            convergence_deltas=tuple(a.convergence_deltas),
+            n_steps=tuple(a.n_steps),
+            baseline=a.baseline if a.HasField("baseline") else None,
+            integration=_enum_name(pb.Integration, a.integration),
+            contrast_token_id=a.contrast_token_id if a.HasField("contrast_token_id") else None,
+        )
+
+    def row(self, position: int) -> tuple[float, ...]:
+        """The scores of the explained token at absolute ``position``."""
+        return self.scores[self.target_positions.index(position)]
+
+    def scores_array(self):  # -> numpy.ndarray (numpy is optional)
+        """``scores`` as a float32 numpy array of shape ``(n_targets, n_sources)``."""
+        import numpy as np
+
+        return np.asarray(self.scores, dtype=np.float32).reshape(len(self.target_positions), self.n_sources)
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """A generation: ``tokens[:prompt_length]`` is the prompt, the rest was generated (or given)."""
+
+    tokens: tuple[Token, ...]
+    prompt_length: int
+    generated_text: str
+    finish_reason: str
+    timings: tuple[Timing, ...]
+    model: str
+    engine_version: str
+    #: the reply as received (for ``to_json``); not part of equality
+    message: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def generated_tokens(self) -> tuple[Token, ...]:
+        return self.tokens[self.prompt_length :]
+
+    @property
+    def text(self) -> str:
+        """Prompt and generated text."""
+        return "".join(t.text for t in self.tokens)
+
+    def to_json(self) -> dict[str, Any]:
+        """The proto3 JSON form of the reply (snake_case), the same over REST and gRPC."""
+        return to_json(self.message)
+
+    @staticmethod
+    def _common(m: Any) -> dict[str, Any]:
+        return {
+            "tokens": tuple(Token.from_proto(t) for t in m.tokens),
+            "prompt_length": m.prompt_length,
+            "generated_text": m.generated_text,
+            "finish_reason": m.finish_reason,
+            "timings": tuple(Timing(t.stage, t.seconds) for t in m.timings),
+            "model": m.model,
+            "engine_version": m.engine_version,
+            "message": m,
+        }
+
+    @classmethod
+    def from_proto(cls, m: pb.GenerateResponse) -> GenerateResult:
+        return cls(**cls._common(m))
+
+
+@dataclass(frozen=True)
+class ExplainResult(GenerateResult):
+    """A generation plus one attribution per requested method."""
+
+    attributions: tuple[Attribution, ...] = ()
+
+    @classmethod
+    def from_proto(cls, m: pb.ExplainResponse) -> ExplainResult:  # type: ignore[override]
+        return cls(**cls._common(m), attributions=tuple(Attribution.from_proto(a) for a in m.attributions))
+
+    def attribution(self, method: str) -> Attribution:
+        for a in self.attributions:
+            if a.method == method:
+                return a
+        raise KeyError(f"no attribution for method {method!r}; have {[a.method for a in self.attributions]}")
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """Streamed: a generated token as soon as it was produced."""
+
+    index: int  # among the generated tokens
+    position: int  # in the sequence
+    token: Token
+
+
+@dataclass(frozen=True)
+class RowEvent:
+    """Streamed: one explained token's attribution row for one method."""
+
+    method: str
+    target_position: int
+    scores: tuple[float, ...]
+    target_score: float
+    baseline_score: float | None = None
+    convergence_delta: float | None = None
+    n_steps: int | None = None
+
+
+StreamItem = TokenEvent | RowEvent | GenerateResult | ExplainResult
+
+
+def stream_item(event: pb.StreamEvent) -> StreamItem:
+    """The typed item of one ``StreamEvent``."""
+    which = event.WhichOneof("event")
+    if which == "token":
+        t = event.token
+        return TokenEvent(index=t.index, position=t.position, token=Token.from_proto(t.token))
+    if which == "attribution_row":
+        r = event.attribution_row
+        rows = matrix_rows(r.scores)
+        return RowEvent(
+            method=r.method,
+            target_position=r.target_position,
+            scores=rows[0] if rows else (),
+            target_score=r.target_score,
+            baseline_score=r.baseline_score if r.HasField("baseline_score") else None,
+            convergence_delta=r.convergence_delta if r.HasField("convergence_delta") else None,
+            n_steps=r.n_steps if r.HasField("n_steps") else None,
+        )
+    if which == "generate_summary":
+        return GenerateResult.from_proto(event.generate_summary)
+    if which == "explain_summary":
+        return ExplainResult.from_proto(event.explain_summary)
+    raise ValueError("empty StreamEvent")

@@ -1,0 +1,69 @@
+"""Readable text tables of results: for each explained token, its top source tokens with weights."""
+
+from __future__ import annotations
+
+import json
+
+from .results import Attribution, ExplainResult, GenerateResult, Token
+
+
+def shown(text: str, width: int = 14) -> str:
+    """A token's text quoted, with whitespace and control characters visible, cut to ``width``."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return quoted if len(quoted) <= width else quoted[: width - 2] + "…" + '"'
+
+
+def top_sources(attribution: Attribution, tokens: tuple[Token, ...], row: int, k: int) -> list[tuple[Token, float]]:
+    """The ``k`` source tokens with the largest |weight| for explained token number ``row``."""
+    scores = attribution.scores[row]
+    ranked = sorted(range(len(scores)), key=lambda j: abs(scores[j]), reverse=True)[:k]
+    return [(tokens[j], scores[j]) for j in ranked]
+
+
+def _header(result: GenerateResult) -> list[str]:
+    prompt = "".join(t.text for t in result.tokens[: result.prompt_length])
+    return [
+        f"model {result.model} · engine {result.engine_version} · finish reason: {result.finish_reason}",
+        f"prompt:    {json.dumps(prompt, ensure_ascii=False)}",
+        f"generated: {json.dumps(result.generated_text, ensure_ascii=False)}",
+    ]
+
+
+def _timings(result: GenerateResult) -> str:
+    return "timings: " + " · ".join(f"{t.stage} {t.seconds:.3f}s" for t in result.timings)
+
+
+def generation_table(result: GenerateResult) -> str:
+    lines = _header(result)
+    lines.append("")
+    lines.append(f"  {'pos':>4}  {'id':>6}  token")
+    for i, token in enumerate(result.generated_tokens):
+        lines.append(f"  {result.prompt_length + i:>4}  {token.id:>6}  {shown(token.text, 40)}")
+    lines.append(_timings(result))
+    return "\n".join(lines)
+
+
+def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
+    lines = _header(result)
+    for a in result.attributions:
+        options = [f"target {a.target}", f"aggregation {a.aggregation}"]
+        if a.baseline is not None:
+            options.append(f"baseline {a.baseline}")
+        if a.n_steps:
+            options.append(f"steps {max(a.n_steps)}")
+        lines += ["", f"{a.method} ({', '.join(options)})"]
+        has_delta = bool(a.convergence_deltas)
+        lines.append(
+            f"  {'pos':>4}  {'token':<14}  {'target':>9}"
+            + (f"  {'IG delta':>9}" if has_delta else "")
+            + f"  top {top} sources (weight)"
+        )
+        for row, position in enumerate(a.target_positions):
+            sources = " | ".join(
+                f"{shown(t.text, 12)} {w:.3g}" for t, w in top_sources(a, result.tokens, row, top) if w != 0
+            )
+            delta = f"  {a.convergence_deltas[row]:>9.2e}" if has_delta else ""
+            token = shown(result.tokens[position].text)
+            lines.append(f"  {position:>4}  {token:<14}  {a.target_scores[row]:>9.4g}{delta}  {sources}")
+    lines += ["", _timings(result)]
+    return "\n".join(lines)

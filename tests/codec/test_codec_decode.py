@@ -1,0 +1,227 @@
+"""Wire request -> engine request: every field survives both wires, defaults, and errors naming the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from google.protobuf import json_format
+
+from ecco_codec import decode_request, to_proto_request
+from ecco_codec.decode import AGGREGATIONS, INTEGRATIONS, TARGETS
+from ecco_engine import (
+    Aggregation,
+    AttributionParams,
+    ChatMessage,
+    ExplainRequest,
+    GenerationParams,
+    Integration,
+    InvalidRequest,
+    TargetKind,
+)
+from ecco_proto.ecco.v1 import ecco_pb2 as pb
+
+FULL_PROMPT = ExplainRequest(
+    prompt="The capital of France is",
+    continuation=" Paris.",
+    generation=GenerationParams(
+        max_new_tokens=7, do_sample=True, temperature=0.7, top_k=5, top_p=0.9, seed=2**40 + 3, stop=(".", "\n")
+    ),
+    attribution=AttributionParams(
+        methods=("grad_x_input", "integrated_gradients"),
+        target=TargetKind.CONTRASTIVE,
+        contrast_token=" Rome",
+        n_steps=12,
+        integration=Integration.RIEMANN_TRAPEZOID,
+        baseline="zero",
+        aggregation=Aggregation.SUM,
+        positions=(2, 0),
+        completeness_tolerance=0.015,
+        max_n_steps=96,
+    ),
+)
+FULL_CHAT = ExplainRequest(
+    messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "Capital of Italy?")),
+    generation=GenerationParams(max_new_tokens=2, seed=-1),
+    attribution=AttributionParams(target="contrastive", contrast_token=17, integration="riemann_left"),
+)
+FULL = [pytest.param(FULL_PROMPT, id="prompt"), pytest.param(FULL_CHAT, id="chat")]
+
+
+def _json(message: pb.ExplainRequest, *, camel: bool) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=not camel)
+
+
+@pytest.mark.parametrize("request_", FULL)
+@pytest.mark.parametrize("kind", ["generate", "explain"])
+def test_every_field_survives_json_and_binary(request_: ExplainRequest, kind: str) -> None:
+    message = to_proto_request(request_, kind, float16=True)
+    bodies = {
+        "json-snake": (_json(message, camel=False), None),
+        "json-camel-text": (json.dumps(_json(message, camel=True)), "application/json; charset=utf-8"),
+        "json-bytes": (json.dumps(_json(message, camel=False)).encode(), None),
+        "proto": (message.SerializeToString(), "application/x-protobuf"),
+        "proto-sniffed": (message.SerializeToString(), None),
+    }
+    for name, (body, content_type) in bodies.items():
+        decoded = decode_request(body, content_type=content_type)
+        assert decoded.request == request_, name
+        assert (decoded.kind, decoded.float16) == (kind, True), name
+        assert decoded.wire == ("proto" if name.startswith("proto") else "json"), name
+
+
+def test_json_body_as_written_by_hand() -> None:
+    body = {
+        "prompt": "Hi",
+        "generation": {"maxNewTokens": "3", "stop": ["!"]},  # quoted int64/int32 are proto3 JSON too
+        "attribution": {"methods": ["saliency"], "target": "log_probability", "aggregation": "l2", "positions": [1]},
+    }
+    decoded = decode_request(body, url_kind="explain")
+    assert decoded.request == ExplainRequest(
+        prompt="Hi",
+        generation=GenerationParams(max_new_tokens=3, stop=("!",)),
+        attribution=AttributionParams(
+            methods=("saliency",), target=TargetKind.LOG_PROBABILITY, aggregation=Aggregation.L2, positions=(1,)
+        ),
+    )
+    assert (decoded.kind, decoded.wire, decoded.float16) == ("explain", "json", False)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": "x"},
+        {"prompt": "x", "generation": {}, "attribution": {}, "messages": [], "float16": False},
+        {"prompt": "x", "generation": {"max_new_tokens": None}, "continuation": None},
+        pb.ExplainRequest(prompt="x").SerializeToString(),
+        pb.ExplainRequest(prompt="x", generation=pb.GenerationParams(), kind=pb.EXPLAIN).SerializeToString(),
+    ],
+)
+def test_omitted_fields_give_engine_defaults(body) -> None:
+    decoded = decode_request(body)
+    assert decoded.request == ExplainRequest(prompt="x")
+    assert decoded.float16 is False
+
+
+def test_enum_tables_cover_both_sides() -> None:
+    for table, engine_enum, proto_enum in [
+        (TARGETS, TargetKind, pb.TargetKind),
+        (AGGREGATIONS, Aggregation, pb.Aggregation),
+        (INTEGRATIONS, Integration, pb.Integration),
+    ]:
+        assert set(table.values()) == set(engine_enum)
+        assert set(table) == {v for v in proto_enum.values() if v != 0}
+
+
+@pytest.mark.parametrize(
+    ("url_kind", "body_kind", "expected"),
+    [
+        (None, None, "generate"),  # gRPC without kind: generate, as REST /predictions
+        (None, "EXPLAIN", "explain"),
+        (None, "GENERATE", "generate"),
+        ("explain", None, "explain"),
+        ("generate", None, "generate"),
+        ("explain", "explain", "explain"),
+        ("generate", "REQUEST_KIND_UNSPECIFIED", "generate"),
+    ],
+)
+def test_kind_from_url_and_body(url_kind, body_kind, expected) -> None:
+    body = {"prompt": "x"} | ({"kind": body_kind} if body_kind else {})
+    assert decode_request(body, url_kind=url_kind).kind == expected
+
+
+def _invalid(body, field: str, *, content_type: str | None = None, url_kind: str | None = None) -> InvalidRequest:
+    with pytest.raises(InvalidRequest) as info:
+        decode_request(body, content_type=content_type, url_kind=url_kind)
+    assert info.value.field == field, str(info.value)
+    assert str(info.value).startswith(f"{field}: ")
+    return info.value
+
+
+BAD_JSON = [
+    # unknown / typo fields, at every depth
+    ({"prompt": "x", "max_new_tokens": 3}, "max_new_tokens", "unknown field"),
+    ({"prompt": "x", "generation": {"max_new_token": 3}}, "generation.max_new_token", "did you mean 'max_new_tokens'"),
+    ({"prompt": "x", "attribution": {"method": ["saliency"]}}, "attribution.method", "did you mean 'methods'"),
+    ({"prompt": "x", "messages": [{"role": "u", "contnt": "c"}]}, "messages[0].contnt", "unknown field"),
+    # wrong JSON types
+    ({"prompt": 3}, "prompt", "must be a string"),
+    ({"prompt": "x", "generation": {"max_new_tokens": "abc"}}, "generation.max_new_tokens", "must be an integer"),
+    ({"prompt": "x", "generation": {"max_new_tokens": 3.5}}, "generation.max_new_tokens", "must be an integer"),
+    ({"prompt": "x", "generation": {"max_new_tokens": True}}, "generation.max_new_tokens", "must be an integer"),
+    ({"prompt": "x", "generation": {"max_new_tokens": 2**31}}, "generation.max_new_tokens", "-2147483648..2147483647"),
+    ({"prompt": "x", "generation": {"temperature": "hot"}}, "generation.temperature", "must be a number"),
+    ({"prompt": "x", "generation": {"do_sample": "yes"}}, "generation.do_sample", "true or false"),
+    ({"prompt": "x", "generation": []}, "generation", "must be a JSON object"),
+    ({"prompt": "x", "generation": {"stop": "."}}, "generation.stop", "must be an array"),
+    ({"prompt": "x", "messages": "hi"}, "messages", "must be an array"),
+    ({"prompt": "x", "attribution": {"positions": [1, "a"]}}, "attribution.positions[1]", "must be an integer"),
+    ({"prompt": "x", "attribution": {"target": "probabilty"}}, "attribution.target", "must be one of PROBABILITY"),
+    ({"prompt": "x", "attribution": {"target": 9}}, "attribution.target", "must be one of"),
+    ({"prompt": "x", "float16": 1}, "float16", "true or false"),
+    # the same field twice, two members of a oneof
+    ({"prompt": "x", "generation": {"max_new_tokens": 1, "maxNewTokens": 2}}, "generation.max_new_tokens", "twice"),
+    (
+        {"prompt": "x", "attribution": {"contrast_token": "a", "contrast_token_id": 3}},
+        "attribution.contrast",
+        "only one of",
+    ),
+    # engine-level validation, reported with the wire path
+    ({"prompt": "x", "generation": {"max_new_tokens": 0}}, "generation.max_new_tokens", "at least 1"),
+    ({"prompt": "x", "generation": {"temperature": 0}}, "generation.temperature", "0.0001..100"),
+    ({"prompt": "x", "generation": {"top_p": 0}}, "generation.top_p", "(0, 1]"),
+    ({"prompt": "x", "generation": {"stop": [""]}}, "generation.stop", "non-empty"),
+    ({"prompt": "x", "attribution": {"methods": ["saliency", "saliency"]}}, "attribution.methods", "twice"),
+    ({"prompt": "x", "attribution": {"n_steps": 0}}, "attribution.n_steps", ">= 1"),
+    ({"prompt": "x", "attribution": {"n_steps": 8, "max_n_steps": 4}}, "attribution.max_n_steps", ">= n_steps"),
+    ({"prompt": "x", "attribution": {"baseline": "noise"}}, "attribution.baseline", "must be one of zero"),
+    ({"prompt": "x", "attribution": {"target": "CONTRASTIVE"}}, "attribution.contrast_token", "required"),
+    ({"prompt": "x", "attribution": {"contrast_token": "a"}}, "attribution.contrast_token", "only meaningful"),
+    ({"prompt": "x", "attribution": {"positions": [-1]}}, "attribution.positions", ">= 0"),
+    ({"prompt": "x", "attribution": {"completeness_tolerance": 0}}, "attribution.completeness_tolerance", "must be in"),
+    ({"messages": [{"role": "", "content": "c"}]}, "messages[0].role", "non-empty"),
+    ({"prompt": "x", "messages": [{"role": "user", "content": "c"}]}, "prompt", "exactly one"),
+    ({}, "prompt", "exactly one"),
+    ({"prompt": ""}, "prompt", "non-empty"),
+    ({"prompt": "x", "continuation": ""}, "continuation", "non-empty"),
+    # the body as a whole
+    ("{not json", "body", "not valid JSON"),
+    ("[1, 2]", "body", "must be a JSON object"),
+    (b"{\xff}", "body", "not valid UTF-8"),
+    ("", "body", "empty"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "words"), BAD_JSON, ids=[f"{i}-{c[1]}" for i, c in enumerate(BAD_JSON)])
+def test_bad_json_is_invalid_request_naming_the_field(body, field: str, words: str) -> None:
+    error = _invalid(body, field)
+    assert words in str(error)
+
+
+def test_kind_disagreeing_with_url_is_invalid() -> None:
+    error = _invalid({"prompt": "x", "kind": "GENERATE"}, "kind", url_kind="explain")
+    assert "GENERATE" in str(error) and "explain" in str(error)
+    _invalid(pb.ExplainRequest(prompt="x", kind=pb.EXPLAIN).SerializeToString(), "kind", url_kind="generate")
+
+
+def test_bad_binary_bodies() -> None:
+    _invalid(b"\x0a\xff\xff", "body", content_type="application/x-protobuf")  # truncated length-delimited
+    _invalid(b"\x12\x02\xc3\x28", "body", content_type="application/octet-stream")  # invalid UTF-8 string
+    good = pb.ExplainRequest(prompt="x", generation=pb.GenerationParams(max_new_tokens=2)).SerializeToString()
+    # an unknown field number (a newer client's field) at the top and nested in generation
+    error = _invalid(good + b"\xa0\x06\x01", "body", content_type="application/x-protobuf")  # field 100, varint
+    assert "field number 100" in str(error)
+    nested = pb.ExplainRequest(prompt="x").SerializeToString() + b"\x2a\x03\xa0\x06\x01"  # generation{field 100}
+    _invalid(nested, "generation", content_type="application/x-protobuf")
+    unknown_enum = pb.ExplainRequest(prompt="x", attribution=pb.AttributionParams(target=9)).SerializeToString()
+    _invalid(unknown_enum, "attribution.target")
+    _invalid(pb.ExplainRequest(prompt="x", kind=7).SerializeToString(), "kind")
+
+
+def test_content_types() -> None:
+    _invalid(b"<xml/>", "content-type", content_type="application/xml")
+    _invalid({"prompt": "x"}, "content-type", content_type="application/x-protobuf")
+    assert decode_request(b' \n{"prompt": "x"}').wire == "json"  # sniffed
+    assert decode_request('{"prompt": "x"}', content_type="text/plain").wire == "json"
+    with pytest.raises(ValueError, match="url_kind"):
+        decode_request({"prompt": "x"}, url_kind="predict")

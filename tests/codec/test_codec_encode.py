@@ -1,0 +1,179 @@
+"""Engine results -> wire replies, checked against explanations computed by the real engine on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+
+from ecco_codec import (
+    ENGINE_VERSION,
+    decode_request,
+    encode_explanation,
+    encode_generation,
+    encode_stream_attribution_row,
+    encode_stream_summary,
+    encode_stream_token,
+    from_matrix,
+    to_proto_request,
+)
+from ecco_engine import Explanation, Timing
+from ecco_proto.ecco.v1 import ecco_pb2 as pb
+
+#: IEEE half precision: relative rounding error <= 2**-11 for normal numbers, absolute <= 2**-25 below 2**-14
+FLOAT16_RTOL, FLOAT16_ATOL = 2.0**-11, 2.0**-24
+
+
+def _decoded(request, wire: str, *, float16: bool = False, kind: str = "explain"):
+    message = to_proto_request(request, kind, float16=float16)
+    if wire == "proto":
+        return decode_request(message.SerializeToString(), content_type="application/x-protobuf")
+    return decode_request(json_format.MessageToDict(message))
+
+
+def _parse(reply, message_type):
+    """A reply (dict for JSON, bytes for proto) back to its message, the way a client would."""
+    if isinstance(reply, bytes):
+        return message_type.FromString(reply)
+    return json_format.Parse(json.dumps(reply), message_type())  # through JSON text, as on the wire
+
+
+def _assert_exact(explanation: Explanation, reply: pb.ExplainResponse) -> None:
+    generation = explanation.generation
+    assert [(t.id, t.text, t.start, t.end) for t in reply.tokens] == [
+        (t.id, t.text, t.start, t.end) for t in generation.tokens
+    ]
+    assert reply.prompt_length == generation.prompt_length
+    assert reply.generated_text == generation.generated_text
+    assert reply.finish_reason == generation.finish_reason
+    assert [(t.stage, t.seconds) for t in reply.timings] == [(t.stage, t.seconds) for t in explanation.timings]
+    assert (reply.model, reply.engine_version) == ("tiny", ENGINE_VERSION)
+    assert len(reply.attributions) == len(explanation.attributions)
+    for ours, wire in zip(explanation.attributions, reply.attributions, strict=True):
+        assert wire.method == ours.method
+        assert pb.TargetKind.Name(wire.target) == ours.target.name
+        assert pb.Aggregation.Name(wire.aggregation) == ours.aggregation.name
+        assert tuple(wire.target_positions) == ours.target_positions
+        assert wire.n_sources == ours.scores.shape[1]
+        # float32 on the wire: bit-for-bit the engine's float32 arrays
+        assert not wire.scores.float16_values
+        np.testing.assert_array_equal(from_matrix(wire.scores), ours.scores.astype(np.float32))
+        np.testing.assert_array_equal(np.float32(wire.target_scores), ours.target_scores.astype(np.float32))
+        if ours.method == "integrated_gradients":
+            np.testing.assert_array_equal(np.float32(wire.baseline_scores), ours.baseline_scores)
+            np.testing.assert_array_equal(np.float32(wire.convergence_deltas), ours.convergence_deltas)
+            assert tuple(wire.n_steps) == ours.n_steps
+            assert wire.baseline == ours.baseline
+            assert pb.Integration.Name(wire.integration) == ours.integration.name
+        else:
+            assert not wire.baseline_scores and not wire.convergence_deltas and not wire.n_steps
+            assert not wire.HasField("baseline") and wire.integration == pb.INTEGRATION_UNSPECIFIED
+        assert not wire.HasField("contrast_token_id")
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_explanation_is_encoded_exactly(explanation, explain_request, wire: str) -> None:
+    assert {a.method for a in explanation.attributions} == {"integrated_gradients", "grad_x_input"}
+    decoded = _decoded(explain_request, wire)
+    reply = encode_explanation(explanation, decoded, model_name="tiny")
+    assert isinstance(reply, bytes if wire == "proto" else dict)
+    _assert_exact(explanation, _parse(reply, pb.ExplainResponse))
+
+
+def test_json_reply_uses_snake_case_and_prints_every_field(explanation, explain_request) -> None:
+    reply = encode_explanation(explanation, _decoded(explain_request, "json"), model_name="tiny")
+    assert set(reply) == {f.name for f in pb.ExplainResponse.DESCRIPTOR.fields}
+    saliency_like = reply["attributions"][1]
+    assert saliency_like["method"] == "grad_x_input"
+    assert saliency_like["baseline_scores"] == [] and "baseline" not in saliency_like  # optional: absent
+    assert saliency_like["scores"]["rows"] == len(explanation.attributions[1].target_positions)
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_float16_matrices_decode_within_float16_tolerance(explanation, explain_request, wire: str) -> None:
+    reply = _parse(
+        encode_explanation(explanation, _decoded(explain_request, wire, float16=True), model_name="tiny"),
+        pb.ExplainResponse,
+    )
+    for ours, wire_attribution in zip(explanation.attributions, reply.attributions, strict=True):
+        matrix = wire_attribution.scores
+        assert not matrix.values and len(matrix.float16_values) == 2 * ours.scores.size
+        np.testing.assert_allclose(from_matrix(matrix), ours.scores, rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
+        # per-token vectors stay float32 (exact)
+        np.testing.assert_array_equal(np.float32(wire_attribution.target_scores), ours.target_scores)
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_generation_reply(explainer, explain_request, wire: str) -> None:
+    result = explainer.generate(explain_request)
+    decoded = _decoded(explain_request, wire, kind="generate")
+    assert decoded.kind == "generate"
+    extra = (Timing("handler", 0.25),)
+    reply = _parse(encode_generation(result, decoded, model_name="tiny", extra_timings=extra), pb.GenerateResponse)
+    assert [t.id for t in reply.tokens] == [t.id for t in result.tokens]
+    assert (reply.prompt_length, reply.generated_text, reply.finish_reason) == (
+        result.prompt_length,
+        result.generated_text,
+        result.finish_reason,
+    )
+    assert [t.stage for t in reply.timings] == [*(t.stage for t in result.timings), "handler"]
+    # any reply parses as an ExplainResponse (aligned field numbers), with no attributions
+    as_explain = pb.ExplainResponse.FromString(reply.SerializeToString())
+    assert list(as_explain.tokens) == list(reply.tokens) and not as_explain.attributions
+
+
+def test_generate_and_explain_responses_share_field_numbers() -> None:
+    generate = {f.name: (f.number, f.type) for f in pb.GenerateResponse.DESCRIPTOR.fields}
+    explain = {f.name: (f.number, f.type) for f in pb.ExplainResponse.DESCRIPTOR.fields}
+    assert generate == {k: v for k, v in explain.items() if k != "attributions"}
+
+
+@pytest.mark.parametrize("float16", [False, True])
+def test_stream_events(explanation, explain_request, float16: bool) -> None:
+    decoded = _decoded(explain_request, "proto", float16=float16)
+    generation = explanation.generation
+    tokens = generation.tokens[generation.prompt_length :]
+    for index, token in enumerate(tokens):
+        event = pb.StreamEvent.FromString(
+            encode_stream_token(token, decoded, index=index, position=generation.prompt_length + index)
+        )
+        assert event.WhichOneof("event") == "token"
+        assert (event.token.index, event.token.position, event.token.token.id) == (
+            index,
+            generation.prompt_length + index,
+            token.id,
+        )
+    for attribution in explanation.attributions:
+        for row, position in enumerate(attribution.target_positions):
+            event = pb.StreamEvent.FromString(encode_stream_attribution_row(attribution, row, decoded))
+            got = event.attribution_row
+            assert (event.WhichOneof("event"), got.method, got.target_position) == (
+                "attribution_row",
+                attribution.method,
+                position,
+            )
+            expected = attribution.scores[row : row + 1]
+            if float16:
+                np.testing.assert_allclose(from_matrix(got.scores), expected, rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
+            else:
+                np.testing.assert_array_equal(from_matrix(got.scores), expected)
+            assert np.float32(got.target_score) == attribution.target_scores[row]
+            is_ig = attribution.method == "integrated_gradients"
+            assert got.HasField("convergence_delta") == is_ig and got.HasField("n_steps") == is_ig
+            if is_ig:
+                assert np.float32(got.convergence_delta) == attribution.convergence_deltas[row]
+    summary = pb.StreamEvent.FromString(encode_stream_summary(explanation, decoded, model_name="tiny"))
+    assert summary.WhichOneof("event") == "explain_summary"
+    assert summary.explain_summary == pb.ExplainResponse.FromString(
+        encode_explanation(explanation, decoded, model_name="tiny")
+    )
+    generate_summary = pb.StreamEvent.FromString(encode_stream_summary(generation, decoded, model_name="tiny"))
+    assert generate_summary.WhichOneof("event") == "generate_summary"
+
+
+def test_stream_events_follow_a_json_wire(explanation, explain_request) -> None:
+    decoded = _decoded(explain_request, "json")
+    event = encode_stream_attribution_row(explanation.attributions[0], 0, decoded)
+    assert isinstance(event, dict) and set(event) == {"attribution_row"}
