@@ -9,13 +9,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
-from .attribution import AttributionRow, TargetSet, attribute_tokens, iter_attribute_tokens
+from .attribution import AttributionRow, TargetSet, iter_attribute_tokens
 from .errors import InvalidRequest, LimitExceeded
 from .generation import generate_ids, iter_generate
+from .internals import (
+    InternalsLimits,
+    inspect_sequence,
+    neuron_interventions,
+    precheck_params,
+    validate_interventions,
+)
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import get_method
 from .tokens import single_token_id, token_pieces
@@ -51,6 +58,7 @@ class EngineLimits:
     max_targets: int = 256  # explained tokens per request
     max_methods: int = 4
     token_budget: int = 2048  # row-tokens per batched forward (memory bound)
+    internals: InternalsLimits = field(default_factory=InternalsLimits)
 
 
 class _Timer:
@@ -130,9 +138,12 @@ class Explainer:
 
     # ---- generation -----------------------------------------------------------------------
     def generate(self, request: ExplainRequest) -> GenerationResult:
-        """Generate (or take ``request.continuation``) and return the tokens; no attribution."""
-        timer = _Timer()
-        return self._generate(request, timer)
+        """Generate (or take ``request.continuation``) and return the tokens; no attribution.
+
+        Neuron interventions in ``request.internals`` apply to the generation."""
+        validate_interventions(self.layout, request.internals.interventions, self.limits.internals)
+        with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
+            return self._generate(request, _Timer())
 
     def _generate(self, request: ExplainRequest, timer: _Timer) -> GenerationResult:
         with timer.stage("tokenize"):
@@ -149,13 +160,7 @@ class Explainer:
             if given is not None:
                 new_ids, reason = [int(i) for i in given], "given"
             else:
-                out = generate_ids(
-                    self.model,
-                    prompt,
-                    request.generation,
-                    self._eos_ids(),
-                    lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
-                )
+                out = generate_ids(self.model, prompt, request.generation, self._eos_ids(), self._decode)
                 new_ids, reason = list(out.ids), out.finish_reason
         with timer.stage("detokenize"):
             tokens = token_pieces(self.tokenizer, prompt + new_ids)
@@ -189,77 +194,81 @@ class Explainer:
         )
 
     def explain(self, request: ExplainRequest) -> Explanation:
-        """Generate, then attribute the chosen generated tokens with every requested method."""
-        for name in request.attribution.methods:
-            get_method(name)  # unknown names fail before any work
-        timer = _Timer()
-        generation = self._generate(request, timer)
-        targets = self.targets(request, generation)
-        input_ids = [t.id for t in generation.tokens]
-        attributions = []
-        for name in request.attribution.methods:
-            with timer.stage(f"attribution:{name}"):
-                attributions.append(
-                    attribute_tokens(
-                        self.model,
-                        self.layout,
-                        self.tokenizer,
-                        input_ids,
-                        targets,
-                        request.attribution,
-                        name,
-                        token_budget=self.limits.token_budget,
-                    )
-                )
-        return Explanation(generation=generation, attributions=tuple(attributions), timings=tuple(timer.timings))
+        """Generate, then attribute the chosen generated tokens with every requested method,
+        then look inside the model if ``request.internals`` asks for it."""
+        *_, explanation = self._run(request, stream=False)
+        assert isinstance(explanation, Explanation)  # _run's contract: its last item
+        return explanation
 
     def stream(self, request: ExplainRequest) -> Iterator[StreamEvent]:
         """``explain`` as events: each ``GeneratedToken`` as it is produced, then each
         ``AttributionRow`` as it is computed (method by method), then the ``Explanation``.
         """
+        return self._run(request, stream=True)
+
+    def _precheck(self, request: ExplainRequest) -> None:
+        """Everything that can fail before any model work."""
         for name in request.attribution.methods:
             get_method(name)
+        if request.internals.needs_forward:
+            precheck_params(request.internals, self.layout, self.tokenizer, self.limits.internals)
+        validate_interventions(self.layout, request.internals.interventions, self.limits.internals)
+
+    def _run(self, request: ExplainRequest, *, stream: bool) -> Iterator[StreamEvent]:
+        self._precheck(request)
         timer = _Timer()
-        prompt = self.prompt_ids(request)
-        new_ids: list[int] = []
-        reason = "given"
-        if request.continuation is not None:
-            given = self.tokenizer.encode(request.continuation, add_special_tokens=False)
-            if not given:
-                raise InvalidRequest("continuation", "tokenizes to zero tokens")
-            self._check_limits(request, len(prompt) + len(given))
-            new_ids = [int(i) for i in given]
-        else:
-            self._check_limits(request, len(prompt))
-            decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-            emitted = ""
-            with timer.stage("generation"):
-                for token_id, finish in iter_generate(self.model, prompt, request.generation, self._eos_ids(), decode):
-                    new_ids.append(token_id)
-                    text = self.tokenizer.decode(new_ids, skip_special_tokens=False)
-                    piece = "" if text.endswith("\ufffd") else text[len(emitted) :]
-                    emitted += piece
-                    yield GeneratedToken(index=len(new_ids) - 1, id=token_id, text=piece)
-                    reason = finish or reason
-        with timer.stage("detokenize"):
-            tokens = token_pieces(self.tokenizer, prompt + new_ids)
-        generation = GenerationResult(tokens=tokens, prompt_length=len(prompt), finish_reason=reason)
-        if request.continuation is not None:
-            for i, token in enumerate(tokens[len(prompt) :]):
-                yield GeneratedToken(index=i, id=token.id, text=token.text)
-        targets = self.targets(request, generation)
-        attributions: list[Attribution] = []
-        for name in request.attribution.methods:
-            with timer.stage(f"attribution:{name}"):
-                for item in iter_attribute_tokens(
-                    self.model, self.layout, self.tokenizer, [t.id for t in tokens], targets,
-                    request.attribution, name, token_budget=self.limits.token_budget,
-                ):  # fmt: skip
-                    if isinstance(item, Attribution):
-                        attributions.append(item)
-                    else:
-                        yield item
-        yield Explanation(generation=generation, attributions=tuple(attributions), timings=tuple(timer.timings))
+        with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
+            if stream and request.continuation is None:
+                prompt = self.prompt_ids(request)
+                self._check_limits(request, len(prompt))
+                new_ids: list[int] = []
+                reason = "length"
+                emitted = ""
+                with timer.stage("generation"):
+                    for token_id, finish in iter_generate(
+                        self.model, prompt, request.generation, self._eos_ids(), self._decode
+                    ):
+                        new_ids.append(token_id)
+                        text = self.tokenizer.decode(new_ids, skip_special_tokens=False)
+                        piece = "" if text.endswith("\ufffd") else text[len(emitted) :]
+                        emitted += piece
+                        yield GeneratedToken(index=len(new_ids) - 1, id=token_id, text=piece)
+                        reason = finish or reason
+                with timer.stage("detokenize"):
+                    tokens = token_pieces(self.tokenizer, prompt + new_ids)
+                generation = GenerationResult(tokens=tokens, prompt_length=len(prompt), finish_reason=reason)
+            else:
+                generation = self._generate(request, timer)
+                if stream:
+                    for i, token in enumerate(generation.tokens[generation.prompt_length :]):
+                        yield GeneratedToken(index=i, id=token.id, text=token.text)
+            input_ids = [t.id for t in generation.tokens]
+            attributions: list[Attribution] = []
+            if request.attribution.methods and len(generation.tokens) > generation.prompt_length:
+                targets = self.targets(request, generation)
+                for name in request.attribution.methods:
+                    with timer.stage(f"attribution:{name}"):
+                        for item in iter_attribute_tokens(
+                            self.model, self.layout, self.tokenizer, input_ids, targets,
+                            request.attribution, name, token_budget=self.limits.token_budget,
+                        ):  # fmt: skip
+                            if isinstance(item, Attribution):
+                                attributions.append(item)
+                            elif stream:
+                                yield item
+            internals = None
+            if request.internals.needs_forward:
+                with timer.stage("internals"):
+                    internals = inspect_sequence(
+                        self.model, self.layout, self.tokenizer, input_ids, generation.prompt_length,
+                        request.internals, self.limits.internals,
+                    )  # fmt: skip
+        yield Explanation(
+            generation=generation, attributions=tuple(attributions), timings=tuple(timer.timings), internals=internals
+        )
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
 __all__ = ["EngineLimits", "Explainer", "GeneratedToken", "StreamEvent", "TargetKind"]

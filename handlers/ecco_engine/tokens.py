@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .errors import InvalidRequest
-from .types import Token
+
+if TYPE_CHECKING:
+    from .types import Token
 
 
 def token_pieces(tokenizer, ids: Sequence[int], window: int = 8) -> tuple[Token, ...]:
@@ -16,6 +19,8 @@ def token_pieces(tokenizer, ids: Sequence[int], window: int = 8) -> tuple[Token,
     tokenizer renders them in context. A token that ends inside a multi-byte character gets an
     empty piece and the token that completes the character carries it.
     """
+    from .types import Token  # local: ecco_engine.types imports the internals package, which imports this module
+
     tokens: list[Token] = []
     offset = 0
     pending: list[int] = []  # ids whose text has not been emitted yet (incomplete characters)

@@ -14,6 +14,7 @@ from enum import Enum, StrEnum
 import numpy as np
 
 from .errors import InvalidRequest
+from .internals.types import InternalsParams, InternalsResult
 
 
 class TargetKind(StrEnum):
@@ -114,7 +115,7 @@ class AttributionParams:
     ``None`` explains every generated token.
     """
 
-    methods: tuple[str, ...] = ("integrated_gradients",)
+    methods: tuple[str, ...] = ("integrated_gradients",)  # () for no attribution
     target: TargetKind = TargetKind.PROBABILITY
     #: for ``target=contrastive``: the alternative token (text of exactly one token, or an id)
     contrast_token: str | int | None = None
@@ -132,8 +133,6 @@ class AttributionParams:
         object.__setattr__(self, "target", _enum(TargetKind, self.target, "target"))
         object.__setattr__(self, "integration", _enum(Integration, self.integration, "integration"))
         object.__setattr__(self, "aggregation", _enum(Aggregation, self.aggregation, "aggregation"))
-        if not self.methods:
-            raise InvalidRequest("methods", "must name at least one attribution method")
         if len(set(self.methods)) != len(self.methods):
             raise InvalidRequest("methods", f"names a method twice: {list(self.methods)}")
         if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1:
@@ -170,6 +169,8 @@ class ExplainRequest:
     continuation: str | None = None
     generation: GenerationParams = field(default_factory=GenerationParams)
     attribution: AttributionParams = field(default_factory=AttributionParams)
+    #: inside the model: layer predictions, token rankings, FFNN activations, NMF, interventions
+    internals: InternalsParams = field(default_factory=InternalsParams)
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (not self.messages):
@@ -263,6 +264,8 @@ class Explanation:
     generation: GenerationResult
     attributions: tuple[Attribution, ...]
     timings: tuple[Timing, ...] = ()
+    #: what ``request.internals`` asked for (None when it asked for nothing)
+    internals: InternalsResult | None = None
 
     def attribution(self, method: str) -> Attribution:
         for a in self.attributions:

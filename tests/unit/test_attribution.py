@@ -277,3 +277,35 @@ def test_stream_yields_tokens_then_rows_then_the_same_explanation():
     final = events[-1]
     for a, b in zip(final.attributions, whole.attributions, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+
+
+def test_explain_with_internals_and_interventions_in_one_request():
+    from ecco_engine.internals import InternalsParams, Intervention, count_hooks
+
+    model = tiny_model("llama", seed=9)
+    explainer = Explainer(model, tiny_tokenizer())
+    plain = ExplainRequest(prompt=PROMPT, generation=GenerationParams(max_new_tokens=4))
+    base = explainer.explain(plain)
+    hooks_before = count_hooks(model)
+    internals = InternalsParams(layer_predictions=True, top_k=3, activations=True, activation_top_k=2)
+    inspected = explainer.explain(
+        ExplainRequest(prompt=PROMPT, generation=GenerationParams(max_new_tokens=4), internals=internals)
+    )
+    assert inspected.internals is not None and inspected.internals.layer_predictions is not None
+    assert inspected.generation.generated_ids == base.generation.generated_ids
+    # silencing every neuron of the last block's FFNN changes what the model generates ...
+    width = explainer.layout.mlp_down[-1].weight.shape[1]
+    silence = tuple(Intervention(layer=1, neuron=n, mode="set", value=5.0) for n in range(min(width, 64)))
+    changed = explainer.explain(
+        ExplainRequest(
+            prompt=PROMPT,
+            generation=GenerationParams(max_new_tokens=4),
+            internals=InternalsParams(interventions=silence),
+        )
+    )
+    assert changed.generation.generated_ids != base.generation.generated_ids
+    # ... and nothing of it leaks into the next request
+    again = explainer.explain(plain)
+    assert again.generation.generated_ids == base.generation.generated_ids
+    np.testing.assert_array_equal(again.attributions[0].scores, base.attributions[0].scores)
+    assert count_hooks(model) == hooks_before

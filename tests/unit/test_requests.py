@@ -35,7 +35,7 @@ from tiny_models import tiny_model, tiny_tokenizer
         (lambda: AttributionParams(contrast_token=5), "contrast_token"),
         (lambda: AttributionParams(positions=()), "positions"),
         (lambda: AttributionParams(positions=(-1,)), "positions"),
-        (lambda: AttributionParams(methods=()), "methods"),
+        (lambda: AttributionParams(methods=("grad_x_input", "grad_x_input")), "methods"),
         (lambda: AttributionParams(completeness_tolerance=-1.0), "completeness_tolerance"),
         (lambda: ExplainRequest(), "prompt"),
         (lambda: ExplainRequest(prompt=""), "prompt"),
