@@ -112,6 +112,9 @@ class AttributionRow:
     scores: np.ndarray  # (target_position,): one score per earlier token
     target_score: float
     convergence_delta: float | None = None
+    #: IG only: the target function at the baseline, and the steps used for this row
+    baseline_score: float | None = None
+    n_steps: int | None = None
 
 
 def attribute_tokens(
@@ -181,7 +184,9 @@ def iter_attribute_tokens(
             delta = float(deltas[i]) if deltas is not None else None
             if not np.isfinite(row).all() or (delta is not None and not np.isfinite(delta)):
                 _check_finite(_partial(method_name, params, targets, per_source, target_scores, deltas))
-            return AttributionRow(method_name, end, row, float(target_scores[i]), delta)
+            base = float(baseline_scores[i]) if baseline_scores is not None else None
+            steps = steps_used[i] if method.uses_baseline else None
+            return AttributionRow(method_name, end, row, float(target_scores[i]), delta, base, steps)
 
         while pending:
             for group in _groups(tuple(targets.positions[i] for i in pending), token_budget):

@@ -7,9 +7,9 @@ attributes the generated tokens with every requested method, returning plain typ
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from torch import nn
 
@@ -25,7 +25,7 @@ from .internals import (
 )
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import get_method
-from .tokens import single_token_id, token_pieces
+from .tokens import IncrementalPieces, single_token_id, token_pieces
 from .types import (
     Attribution,
     ExplainRequest,
@@ -38,14 +38,19 @@ from .types import (
 
 @dataclass(frozen=True)
 class GeneratedToken:
-    """A streamed token: ``index`` among the generated tokens, and its text as far as decodable."""
+    """A streamed token: ``index`` among the generated tokens, ``position`` in the sequence, its text
+    piece and character offsets as in ``Token`` (the piece is "" while a multi-byte character is
+    incomplete; the token completing it carries it)."""
 
     index: int
+    position: int
     id: int
     text: str
+    start: int
+    end: int
 
 
-StreamEvent = GeneratedToken | AttributionRow | Explanation
+StreamEvent = GeneratedToken | AttributionRow | Explanation | GenerationResult
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,20 @@ class EngineLimits:
     max_methods: int = 4
     token_budget: int = 2048  # row-tokens per batched forward (memory bound)
     internals: InternalsLimits = field(default_factory=InternalsLimits)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> EngineLimits:
+        """Limits from a config mapping (e.g. model-config.yaml), ``internals`` nested; unknown names fail."""
+        values = dict(values)
+        nested = values.pop("internals", None) or {}
+        known = {f.name for f in fields(cls)} - {"internals"}
+        known_internals = {f.name for f in fields(InternalsLimits)}
+        unknown = sorted(set(values) - known) + sorted(f"internals.{k}" for k in set(nested) - known_internals)
+        if unknown:
+            raise ValueError(
+                f"unknown engine limit(s) {unknown}; known: {sorted(known)}, internals.{sorted(known_internals)}"
+            )
+        return cls(**values, internals=InternalsLimits(**nested))  # type: ignore[arg-type]
 
 
 class _Timer:
@@ -200,11 +219,48 @@ class Explainer:
         assert isinstance(explanation, Explanation)  # _run's contract: its last item
         return explanation
 
-    def stream(self, request: ExplainRequest) -> Iterator[StreamEvent]:
+    def stream(self, request: ExplainRequest, *, attribute: bool = True) -> Iterator[StreamEvent]:
         """``explain`` as events: each ``GeneratedToken`` as it is produced, then each
         ``AttributionRow`` as it is computed (method by method), then the ``Explanation``.
+
+        With ``attribute=False`` (a streamed generate): the tokens, then the ``GenerationResult``.
         """
+        if not attribute:
+            return self._stream_generation(request)
         return self._run(request, stream=True)
+
+    def _stream_generation(self, request: ExplainRequest) -> Iterator[StreamEvent]:
+        validate_interventions(self.layout, request.internals.interventions, self.limits.internals)
+        timer = _Timer()
+        with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
+            generation = yield from self._generate_streaming(request, timer)
+        yield generation
+
+    def _generate_streaming(self, request: ExplainRequest, timer: _Timer) -> Iterator[StreamEvent]:
+        """Yield ``GeneratedToken`` events; return the ``GenerationResult`` (``yield from`` value)."""
+        if request.continuation is not None:
+            generation = self._generate(request, timer)
+            for i, token in enumerate(generation.tokens[generation.prompt_length :]):
+                yield GeneratedToken(i, generation.prompt_length + i, token.id, token.text, token.start, token.end)
+            return generation
+        with timer.stage("tokenize"):
+            prompt = self.prompt_ids(request)
+        self._check_limits(request, len(prompt))
+        pieces = IncrementalPieces(self.tokenizer)
+        tokens = [pieces.push(i) for i in prompt]
+        reason = "length"
+        with timer.stage("generation"):
+            for token_id, finish in iter_generate(
+                self.model, prompt, request.generation, self._eos_ids(), self._decode
+            ):
+                token = pieces.push(token_id, last=finish is not None)
+                tokens.append(token)
+                index = len(tokens) - 1 - len(prompt)
+                yield GeneratedToken(index, len(tokens) - 1, token.id, token.text, token.start, token.end)
+                reason = finish or reason
+        return GenerationResult(
+            tokens=tuple(tokens), prompt_length=len(prompt), finish_reason=reason, timings=tuple(timer.timings)
+        )
 
     def _precheck(self, request: ExplainRequest) -> None:
         """Everything that can fail before any model work."""
@@ -218,30 +274,10 @@ class Explainer:
         self._precheck(request)
         timer = _Timer()
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
-            if stream and request.continuation is None:
-                prompt = self.prompt_ids(request)
-                self._check_limits(request, len(prompt))
-                new_ids: list[int] = []
-                reason = "length"
-                emitted = ""
-                with timer.stage("generation"):
-                    for token_id, finish in iter_generate(
-                        self.model, prompt, request.generation, self._eos_ids(), self._decode
-                    ):
-                        new_ids.append(token_id)
-                        text = self.tokenizer.decode(new_ids, skip_special_tokens=False)
-                        piece = "" if text.endswith("\ufffd") else text[len(emitted) :]
-                        emitted += piece
-                        yield GeneratedToken(index=len(new_ids) - 1, id=token_id, text=piece)
-                        reason = finish or reason
-                with timer.stage("detokenize"):
-                    tokens = token_pieces(self.tokenizer, prompt + new_ids)
-                generation = GenerationResult(tokens=tokens, prompt_length=len(prompt), finish_reason=reason)
+            if stream:
+                generation = yield from self._generate_streaming(request, timer)
             else:
                 generation = self._generate(request, timer)
-                if stream:
-                    for i, token in enumerate(generation.tokens[generation.prompt_length :]):
-                        yield GeneratedToken(index=i, id=token.id, text=token.text)
             input_ids = [t.id for t in generation.tokens]
             attributions: list[Attribution] = []
             if request.attribution.methods and len(generation.tokens) > generation.prompt_length:

@@ -11,32 +11,49 @@ if TYPE_CHECKING:
     from .types import Token
 
 
-def token_pieces(tokenizer, ids: Sequence[int], window: int = 8) -> tuple[Token, ...]:
-    """Split the decoded text of ``ids`` into one piece per token, with offsets into that text.
+class IncrementalPieces:
+    """Text pieces with character offsets, one token at a time (for streaming).
 
     A token's piece is ``decode(context + [id])`` minus ``decode(context)``, where ``context`` is
     up to ``window`` preceding ids, so that byte-level and SentencePiece spacing come out as the
     tokenizer renders them in context. A token that ends inside a multi-byte character gets an
     empty piece and the token that completes the character carries it.
     """
-    from .types import Token  # local: ecco_engine.types imports the internals package, which imports this module
 
-    tokens: list[Token] = []
-    offset = 0
-    pending: list[int] = []  # ids whose text has not been emitted yet (incomplete characters)
-    for i, token_id in enumerate(ids):
-        context = [int(t) for t in ids[max(0, i - len(pending) - window) : i - len(pending)]]
-        pending.append(int(token_id))
-        before = tokenizer.decode(context, skip_special_tokens=False)
-        after = tokenizer.decode(context + pending, skip_special_tokens=False)
-        if after.endswith("\ufffd") and i + 1 < len(ids):
-            tokens.append(Token(id=int(token_id), text="", start=offset, end=offset))
-            continue
-        piece = after[len(before) :] if after.startswith(before) else tokenizer.decode(pending)
-        tokens.append(Token(id=int(token_id), text=piece, start=offset, end=offset + len(piece)))
-        offset += len(piece)
-        pending = []
-    return tuple(tokens)
+    def __init__(self, tokenizer, window: int = 8) -> None:
+        self.tokenizer = tokenizer
+        self.window = window
+        self.ids: list[int] = []
+        self.offset = 0
+        self._pending: list[int] = []  # ids whose text has not been emitted yet
+
+    def push(self, token_id: int, *, last: bool = False) -> Token:
+        """The next token's piece; ``last`` flushes an incomplete character instead of waiting."""
+        from .types import Token  # local: ecco_engine.types imports the internals package, which imports this
+
+        end = len(self.ids) - len(self._pending)
+        context = self.ids[max(0, end - self.window) : end]
+        self.ids.append(int(token_id))
+        self._pending.append(int(token_id))
+        before = self.tokenizer.decode(context, skip_special_tokens=False)
+        after = self.tokenizer.decode(context + self._pending, skip_special_tokens=False)
+        if after.endswith("\ufffd") and not last:
+            return Token(id=int(token_id), text="", start=self.offset, end=self.offset)
+        if after.startswith(before):
+            piece = after[len(before) :]
+        else:
+            piece = self.tokenizer.decode(self._pending, skip_special_tokens=False)
+        token = Token(id=int(token_id), text=piece, start=self.offset, end=self.offset + len(piece))
+        self.offset += len(piece)
+        self._pending = []
+        return token
+
+
+def token_pieces(tokenizer, ids: Sequence[int], window: int = 8) -> tuple[Token, ...]:
+    """Split the decoded text of ``ids`` into one piece per token, with offsets into that text
+    (see ``IncrementalPieces``)."""
+    pieces = IncrementalPieces(tokenizer, window)
+    return tuple(pieces.push(int(t), last=i + 1 == len(ids)) for i, t in enumerate(ids))
 
 
 def single_token_id(tokenizer, value: str | int, field: str) -> int:

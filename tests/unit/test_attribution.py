@@ -269,11 +269,20 @@ def test_stream_yields_tokens_then_rows_then_the_same_explanation():
     tokens = [e for e in events if isinstance(e, GeneratedToken)]
     assert [t.id for t in tokens] == whole.generation.generated_ids
     assert "".join(t.text for t in tokens) == whole.generation.generated_text
+    for t in tokens:  # streamed positions and offsets are those of the final result
+        final_token = whole.generation.tokens[t.position]
+        assert (t.id, t.text, t.start, t.end) == (final_token.id, final_token.text, final_token.start, final_token.end)
+    generate_only = list(explainer.stream(request, attribute=False))
+    assert [type(e).__name__ for e in generate_only] == ["GeneratedToken"] * n + ["GenerationResult"]
+    assert generate_only[-1].tokens == whole.generation.tokens
     rows = [e for e in events if isinstance(e, AttributionRow)]
     for row in rows:
         attribution = whole.attribution(row.method)
         i = attribution.target_positions.index(row.target_position)
         np.testing.assert_allclose(row.scores, attribution.scores[i, : row.target_position], atol=1e-6)
+        if row.method == "integrated_gradients":
+            assert row.n_steps == attribution.n_steps[i]
+            assert row.baseline_score == pytest.approx(attribution.baseline_scores[i])
     final = events[-1]
     for a, b in zip(final.attributions, whole.attributions, strict=True):
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)

@@ -102,3 +102,12 @@ def test_explainer_serves_correctly_after_errors(explainer):
     after = explainer.explain(request)
     assert after.generation.generated_ids == before.generation.generated_ids
     assert (after.attributions[0].scores == before.attributions[0].scores).all()
+
+
+def test_limits_from_a_config_mapping():
+    limits = EngineLimits.from_mapping({"max_new_tokens": 7, "internals": {"max_top_k": 3}})
+    assert limits.max_new_tokens == 7 and limits.internals.max_top_k == 3
+    with pytest.raises(ValueError, match="max_new_tokenz"):
+        EngineLimits.from_mapping({"max_new_tokenz": 7})
+    with pytest.raises(ValueError, match=r"internals\.max_topk"):
+        EngineLimits.from_mapping({"internals": {"max_topk": 3}})

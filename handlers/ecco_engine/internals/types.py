@@ -167,7 +167,7 @@ class InternalsLimits:
     max_top_k: int = 100  # top_k, activation_top_k, nmf_top_neurons
     max_positions: int = 256  # layer-prediction positions
     max_watch: int = 32  # watched tokens
-    max_activation_elements: int = 4_000_000  # numbers returned: layers x positions x (neurons or top-k)
+    max_activation_elements: int = 1_000_000  # numbers returned: layers x positions x (neurons or top-k)
     max_captured_elements: int = 64_000_000  # floats held while capturing activations (memory bound)
     max_nmf_components: int = 32
     max_interventions: int = 64
