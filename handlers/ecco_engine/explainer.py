@@ -7,7 +7,7 @@ attributes the generated tokens with every requested method, returning plain typ
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
@@ -69,7 +69,7 @@ class EngineLimits:
     def from_mapping(cls, values: Mapping[str, object]) -> EngineLimits:
         """Limits from a config mapping (e.g. model-config.yaml), ``internals`` nested; unknown names fail."""
         values = dict(values)
-        nested = values.pop("internals", None) or {}
+        nested: dict[str, object] = dict(values.pop("internals", None) or {})  # type: ignore[call-overload]
         known = {f.name for f in fields(cls)} - {"internals"}
         known_internals = {f.name for f in fields(InternalsLimits)}
         unknown = sorted(set(values) - known) + sorted(f"internals.{k}" for k in set(nested) - known_internals)
@@ -77,7 +77,7 @@ class EngineLimits:
             raise ValueError(
                 f"unknown engine limit(s) {unknown}; known: {sorted(known)}, internals.{sorted(known_internals)}"
             )
-        return cls(**values, internals=InternalsLimits(**nested))  # type: ignore[arg-type]
+        return cls(**values, internals=InternalsLimits(**nested))  # type: ignore[arg-type]  # ints from config
 
 
 class _Timer:
@@ -236,7 +236,9 @@ class Explainer:
             generation = yield from self._generate_streaming(request, timer)
         yield generation
 
-    def _generate_streaming(self, request: ExplainRequest, timer: _Timer) -> Iterator[StreamEvent]:
+    def _generate_streaming(
+        self, request: ExplainRequest, timer: _Timer
+    ) -> Generator[StreamEvent, None, GenerationResult]:
         """Yield ``GeneratedToken`` events; return the ``GenerationResult`` (``yield from`` value)."""
         if request.continuation is not None:
             generation = self._generate(request, timer)
