@@ -7,10 +7,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 MODEL  := model_store/smollm2-135m-instruct
 PROMPT ?= The capital of France is
+# serving: the default model's archive (a directory in model_store/), TorchServe's working directory
+NAME    := smollm2-135m-instruct
+RUN_DIR := .run/serve
+SERVING := PYTHONPATH=handlers $(BIN)/python -m ecco_serving --run-dir $(RUN_DIR)
 
-.PHONY: setup protos model demo test test-fast lint format bench clean
+.PHONY: setup system-deps protos model archive serve stop demo test test-fast lint format bench clean
 
-setup: $(STAMP) protos
+setup: system-deps $(STAMP) protos
+
+# Java 17 for TorchServe's frontend (apt-get, only when no Java >= 17 is installed)
+system-deps:
+	sh scripts/install_system_deps.sh
 
 # Python modules generated from protos/ into handlers/ecco_proto/ (git-ignored; protos/generate.py)
 PROTO_SRC := $(wildcard protos/ecco/v1/*.proto protos/torchserve/*.proto) protos/generate.py
@@ -34,8 +42,21 @@ model: $(MODEL)/ecco_build.json
 $(MODEL)/ecco_build.json: $(STAMP)
 	$(BIN)/python -m ecco_engine.convert --out $(MODEL)
 
-demo: setup model
-	$(BIN)/python -m ecco_engine explain --model $(MODEL) --prompt "$(PROMPT)" --max-new-tokens 8
+# model_store/$(NAME).mar/: handler, engine, codec, protos and model-config.yaml; the model's files
+# are hard-linked, not copied (python -m ecco_serving archive --help: any local model folder)
+archive: setup model
+	$(SERVING) archive --model $(MODEL) --name $(NAME)
+
+# start TorchServe in the background from $(RUN_DIR) (key file, logs) and wait until the model is ready
+serve: archive
+	$(SERVING) serve --name $(NAME)
+
+# stop the TorchServe `make serve` started (no other TorchServe on the machine)
+stop:
+	$(SERVING) stop
+
+demo: setup model archive serve
+	sh scripts/demo.sh "$(PROMPT)"
 
 lint: setup
 	$(BIN)/ruff format --check handlers clients tests benchmarks

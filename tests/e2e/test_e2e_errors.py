@@ -1,0 +1,145 @@
+"""Errors against a real TorchServe: each error class on REST and gRPC, mixed batches, the token, and
+a worker that keeps serving correct results afterwards."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import grpc
+import pytest
+
+from ts_calls import (
+    EXPLAIN,
+    GENERATE,
+    assert_same,
+    grpc_predict,
+    in_process,
+    reply_message,
+    request_message,
+    rest,
+    worker_pids,
+)
+
+pytestmark = pytest.mark.slow
+
+# (case, model, kind, request, HTTP status, gRPC code, text the message must contain)
+ERRORS = [
+    ("invalid value", "tiny", "explain", {"prompt": "x", "generation": {"max_new_tokens": 0}},
+     400, "INVALID_ARGUMENT", "generation.max_new_tokens"),
+    ("unknown method", "tiny", "explain", {"prompt": "x", "attribution": {"methods": ["nope"]}},
+     400, "INVALID_ARGUMENT", "attribution.methods"),
+    ("out-of-range position", "tiny", "explain",
+     {"prompt": "x", "generation": {"max_new_tokens": 2}, "attribution": {"positions": [5], "n_steps": 4}},
+     400, "INVALID_ARGUMENT", "attribution.positions"),
+    ("limit: new tokens", "tiny", "generate", {"prompt": "x", "generation": {"max_new_tokens": 33}},
+     413, "RESOURCE_EXHAUSTED", "generation.max_new_tokens"),
+    ("limit: IG steps", "tiny", "explain", {"prompt": "x", "attribution": {"n_steps": 129}},
+     413, "RESOURCE_EXHAUSTED", "attribution.n_steps"),
+    ("non-finite attribution", "tiny-nan", "explain",
+     {"prompt": "x", "generation": {"max_new_tokens": 2}, "attribution": {"n_steps": 4}},
+     422, "FAILED_PRECONDITION", "non-finite"),
+    ("internal error", "tiny-nan", "generate",
+     {"prompt": "x", "generation": {"max_new_tokens": 2, "do_sample": True, "seed": 1}},
+     500, "INTERNAL", "internal error"),
+]  # fmt: skip
+PATHS = {"generate": "/predictions", "explain": "/explanations"}
+LEAKS = ("Traceback", "probability tensor", 'File "')
+
+
+@pytest.mark.parametrize(
+    ("case", "model", "kind", "fields", "status", "code", "text"), ERRORS, ids=[e[0] for e in ERRORS]
+)
+def test_error_has_its_http_status_and_grpc_code(served, case, model, kind, fields, status, code, text):
+    reply = rest(served, f"{PATHS[kind]}/{model}", fields)
+    assert reply.status == status, reply.body
+    assert reply.content_type.startswith("application/json")
+    error = reply.json()
+    assert (error["code"], error["type"]) == (status, code)
+    assert text in error["message"] and not any(leak in error["message"] for leak in LEAKS)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        grpc_predict(served, model, request_message(kind, fields).SerializeToString())
+    assert raised.value.code().name == code
+    assert raised.value.details().startswith(error["message"])  # + TorchServe's "\norg.pytorch...Exception"
+
+
+@pytest.mark.parametrize(("body", "content_type", "text"), [
+    (b"{not json", "application/json", "body: not valid JSON"),
+    (b'{"prompt": "x", "max_new_token": 3}', "application/json", "max_new_token"),
+    (b"\xff\xfe garbage", "application/x-protobuf", "body"),
+])  # fmt: skip
+def test_malformed_body_is_400_naming_the_problem(served, body, content_type, text):
+    reply = rest(served, "/explanations/tiny", body, content_type=content_type)
+    assert reply.status == 400 and text in reply.json()["message"], reply.body
+    with pytest.raises(grpc.RpcError) as raised:
+        grpc_predict(served, "tiny", body)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_request_without_the_token_is_refused(served):
+    """Token authorization is on. TorchServe 0.12 refuses REST with 400 (not 401), gRPC with PERMISSION_DENIED."""
+    for token in (None, "wrong-token"):
+        reply = rest(served, "/predictions/tiny", GENERATE, token=token)
+        assert reply.status == 400 and "Token Authorization failed" in reply.json()["message"]
+        with pytest.raises(grpc.RpcError) as raised:
+            grpc_predict(served, "tiny", request_message("generate", GENERATE).SerializeToString(), token=token)
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert rest(served, "/predictions/tiny", GENERATE).status == 200
+
+
+def _batch_count(served) -> int:
+    log = served.server.run_dir / "logs" / "model_log.log"
+    return log.read_text().count("handling a batch of 4 requests") if log.exists() else 0
+
+
+def test_mixed_batch_gives_each_row_its_own_result(served, reference):
+    """Four concurrent requests (REST good / REST 400 / gRPC good / gRPC 413) land in one batch of 4."""
+    bad = {"prompt": "x", "generation": {"max_new_tokens": 0}}
+    too_big = {"prompt": "x", "generation": {"max_new_tokens": 99}}
+    calls = {
+        "rest ok": lambda: rest(served, "/explanations/tiny", EXPLAIN),
+        "rest bad": lambda: rest(served, "/explanations/tiny", bad),
+        "grpc ok": lambda: grpc_predict(served, "tiny", request_message("generate", GENERATE).SerializeToString()),
+        "grpc too big": lambda: grpc_predict(served, "tiny", request_message("generate", too_big).SerializeToString()),
+    }
+    for _attempt in range(3):  # the batch forms when all four arrive within maxBatchDelay (100 ms)
+        before = _batch_count(served)
+        barrier, results = threading.Barrier(len(calls)), {}
+
+        def run(name, call, barrier=barrier, results=results):
+            barrier.wait()
+            results[name] = call()
+
+        threads = [threading.Thread(target=run, args=item) for item in calls.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+
+        assert results["rest ok"].status == 200
+        assert_same(reply_message(results["rest ok"].json()), in_process(reference, "explain", EXPLAIN))
+        assert results["rest bad"].status == 400
+        assert "generation.max_new_tokens" in results["rest bad"].json()["message"]
+        assert_same(reply_message(results["grpc ok"]), in_process(reference, "generate", GENERATE))
+        # TorchServe 0.12 ignores a row's status on gRPC: inside a batch the error travels as the reply bytes
+        error = json.loads(results["grpc too big"])
+        assert (error["code"], error["type"]) == (413, "RESOURCE_EXHAUSTED")
+        if _batch_count(served) > before:
+            break
+    else:
+        pytest.fail("the four concurrent requests never formed one batch of 4")
+
+
+def test_worker_keeps_serving_correct_results_after_errors(served, reference):
+    pids = {model: worker_pids(served, model) for model in ("tiny", "tiny-nan")}
+    for _case, model, kind, fields, status, _code, _text in ERRORS:
+        assert rest(served, f"{PATHS[kind]}/{model}", fields).status == status
+        with pytest.raises(grpc.RpcError):
+            grpc_predict(served, model, request_message(kind, fields).SerializeToString())
+    assert_same(
+        reply_message(rest(served, "/explanations/tiny", EXPLAIN).json()), in_process(reference, "explain", EXPLAIN)
+    )
+    greedy = rest(served, "/predictions/tiny-nan", {"prompt": "x", "generation": {"max_new_tokens": 2}})
+    assert greedy.status == 200  # the broken model still generates greedily after its 500s
+    assert {model: worker_pids(served, model) for model in pids} == pids  # no worker was restarted

@@ -1,0 +1,82 @@
+"""ecco_serving without a server: archive layout and model-config, config.properties copies."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ecco_serving.archive import PACKAGES, ArchiveSettings, build_archive, default_name, model_config
+from ecco_serving.server import Ports, config_with_ports, ports_of, read_properties
+from tiny_models import tiny_model, tiny_tokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("models") / "Tiny_Llama"
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_model_config_applies_overrides_and_rejects_unknown_limits():
+    config = model_config(ArchiveSettings(workers=2, batch_size=4, response_timeout_s=60, limits={"max_n_steps": 8}))
+    assert (config["minWorkers"], config["maxWorkers"], config["batchSize"], config["responseTimeout"]) == (2, 2, 4, 60)
+    assert config["handler"]["limits"]["max_n_steps"] == 8
+    assert config["handler"]["limits"]["max_new_tokens"] == 256  # the template's value stays
+    with pytest.raises(ValueError, match="max_step"):
+        model_config(ArchiveSettings(limits={"max_step": 1}))
+
+
+def test_archive_is_a_directory_with_linked_weights(model_dir, tmp_path):
+    archive = build_archive(model_dir, tmp_path, settings=ArchiveSettings(batch_size=2))
+    assert archive == tmp_path / "tiny-llama.mar" and default_name(model_dir) == "tiny-llama"
+    manifest = json.loads((archive / "MAR-INF" / "MANIFEST.json").read_text())["model"]
+    assert manifest["modelName"] == "tiny-llama"
+    assert manifest["handler"] == "ecco_handler:handle" and (archive / "ecco_handler.py").is_file()
+    assert yaml.safe_load((archive / manifest["configFile"]).read_text())["batchSize"] == 2
+    for package in PACKAGES:
+        assert (archive / package / "__init__.py").is_file()
+    assert not list(archive.rglob("__pycache__"))
+    weights = archive / "model" / "model.safetensors"
+    assert os.stat(weights).st_ino == os.stat(model_dir / "model.safetensors").st_ino  # linked, not copied
+    again = build_archive(model_dir, tmp_path, "other")  # another name, another archive; rebuild replaces
+    assert again.name == "other.mar" and build_archive(model_dir, tmp_path, "other") == again
+
+
+def test_archive_refuses_to_overwrite_its_model_folder(model_dir, tmp_path):
+    folder = tmp_path / "same.mar"  # a model folder named like the archive it would become
+    folder.mkdir()
+    for item in model_dir.iterdir():
+        (folder / item.name).write_bytes(item.read_bytes())
+    with pytest.raises(ValueError, match="overwrite"):
+        build_archive(folder, tmp_path, "same")
+    assert (folder / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="model name"):
+        build_archive(model_dir, tmp_path, "bad name")
+
+
+def test_config_properties_listens_on_localhost_with_auth_on():
+    props = read_properties(REPO / "config.properties")
+    for key in ("inference_address", "management_address", "metrics_address"):
+        assert props[key].startswith("http://127.0.0.1:")
+    assert props["grpc_inference_address"] == props["grpc_management_address"] == "127.0.0.1"
+    assert props["disable_token_authorization"] == "false" and props["enable_model_api"] == "false"
+    assert props["metrics_mode"] == "prometheus" and props["decode_input_request"] == "false"
+
+
+def test_config_copy_changes_only_the_ports(tmp_path):
+    ports = Ports(1, 2, 3, 4, 5, 6)
+    copy = config_with_ports(REPO / "config.properties", tmp_path / "c.properties", ports)
+    assert ports_of(read_properties(copy)) == ports
+    original, copied = read_properties(REPO / "config.properties"), read_properties(copy)
+    changed = {key for key in original if original[key] != copied[key]}
+    assert changed == {
+        "inference_address", "management_address", "metrics_address",
+        "grpc_inference_port", "grpc_management_port", "initial_worker_port",
+    }  # fmt: skip
