@@ -4,6 +4,9 @@
     with EccoClient(url="http://127.0.0.1:8080", model="smollm2-135m-instruct", key_file="key_file.json") as c:
         result = c.explain(prompt="The capital of France is", max_new_tokens=4)
         print(result.attribution("integrated_gradients").scores)
+        look = c.explain(prompt="The capital of France is", attribute=False,
+                         internals={"layer_predictions": True, "watch": [" Paris", " London"]})
+        print(look.internals.watch.overtake_layer(" Paris", " London"))
 
 Command line: ``ecco explain --prompt ...`` (see ``ecco --help``).
 """
@@ -12,8 +15,19 @@ from __future__ import annotations
 
 from .auth import find_key_file, read_key_file
 from .build import build_request
+from .build_internals import build_internals, parse_intervention
 from .client import EccoClient
 from .errors import EccoError
+from .internals import (
+    Internals,
+    LayerActivations,
+    LayerPredictions,
+    NeuronActivations,
+    NmfFactors,
+    PositionPredictions,
+    TokenRankings,
+    WatchedTokens,
+)
 from .results import Attribution, ExplainResult, GenerateResult, RowEvent, Timing, Token, TokenEvent
 from .transports import GrpcTransport, RestTransport
 
@@ -24,12 +38,22 @@ __all__ = [
     "ExplainResult",
     "GenerateResult",
     "GrpcTransport",
+    "Internals",
+    "LayerActivations",
+    "LayerPredictions",
+    "NeuronActivations",
+    "NmfFactors",
+    "PositionPredictions",
     "RestTransport",
     "RowEvent",
     "Timing",
     "Token",
     "TokenEvent",
+    "TokenRankings",
+    "WatchedTokens",
+    "build_internals",
     "build_request",
     "find_key_file",
+    "parse_intervention",
     "read_key_file",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
+
+from .build_internals import build_internals
 
 Kind = Literal["generate", "explain"]
 
@@ -60,10 +62,15 @@ def build_request(
     completeness_tolerance: float | None = None,
     max_n_steps: int | None = None,
     float16: bool = False,
+    attribute: bool = True,
+    internals: pb.InternalsParams | Mapping[str, Any] | None = None,
 ) -> pb.ExplainRequest:
     """An ``ExplainRequest``. ``messages``: ``(role, content)`` pairs or ``{"role", "content"}`` dicts;
     ``contrast``: a one-token text or a token id; enum options by name, any case ("log_probability").
-    The server validates everything else (and names the field when something is wrong)."""
+    ``attribute=False``: no attribution (e.g. internals only). ``internals``: the keyword arguments of
+    ``build_internals`` as a dict (``{"layer_predictions": True, "watch": [" Paris", " London"]}``) or
+    an ``InternalsParams`` message. The server validates everything else (and names the field when
+    something is wrong)."""
     generation = pb.GenerationParams(stop=list(stop))
     for name, value in [
         ("max_new_tokens", max_new_tokens),
@@ -81,6 +88,7 @@ def build_request(
         integration=_enum(pb.Integration, integration, "integration"),
         aggregation=_enum(pb.Aggregation, aggregation, "aggregation"),
         positions=list(positions),
+        skip=not attribute,
     )
     optional: list[tuple[str, object]] = [
         ("n_steps", n_steps),
@@ -102,6 +110,10 @@ def build_request(
         attribution=attribution,
         float16=float16,
     )
+    if internals is not None:
+        request.internals.CopyFrom(
+            internals if isinstance(internals, pb.InternalsParams) else build_internals(**internals)
+        )
     if prompt is not None:
         request.prompt = prompt
     if continuation is not None:

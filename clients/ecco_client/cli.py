@@ -3,6 +3,8 @@
     ecco explain --model smollm2-135m-instruct --prompt "The capital of France is" --max-new-tokens 4
     ecco explain --grpc 127.0.0.1:7070 --chat "user:Capital of France?" --method grad_x_input --json
     ecco generate --url http://127.0.0.1:8080 --prompt "Hello" --key-file .run/serve/key_file.json
+    ecco explain --prompt "The capital of France is" --no-attribution --layers --watch " Paris" --watch " London"
+    ecco explain --prompt "Hi" --activations --activation-top-k 5 --nmf 3 --intervene 3:117:set:0
 
 Prints a table (each explained token with its top source tokens) or, with --json, the reply's proto3
 JSON. The token: --token, else the "inference" key of --key-file, else of $ECCO_KEY_FILE,
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .auth import find_key_file, read_key_file
+from .cli_internals import add_internals_options, add_intervention_option, internals_options, interventions_text
 from .client import EccoClient
 from .errors import EccoError
 from .results import ExplainResult, GenerateResult, RowEvent, TokenEvent
@@ -73,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="generate text (no attribution)")
     _common(generate)
+    add_intervention_option(generate)
     explain = commands.add_parser("explain", help="generate, then attribute each generated token")
     _common(explain)
     att = explain.add_argument_group("attribution")
@@ -88,7 +92,9 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--completeness-tolerance", type=float)
     att.add_argument("--max-n-steps", type=int)
     att.add_argument("--float16", action="store_true", help="ask for float16 attribution matrices")
-    att.add_argument("--top", type=int, default=5, help="source tokens shown per token (%(default)s)")
+    att.add_argument("--top", type=int, default=5, help="sources (and neurons) shown per row (%(default)s)")
+    add_internals_options(explain)
+    add_intervention_option(explain)
     return top
 
 
@@ -104,6 +110,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "top_p": args.top_p,
         "seed": args.seed,
         "stop": args.stop,
+        "internals": internals_options(args),
     }
     if args.command == "explain":
         if args.contrast is not None and args.contrast_id is not None:
@@ -120,7 +127,10 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
             "completeness_tolerance": args.completeness_tolerance,
             "max_n_steps": args.max_n_steps,
             "float16": args.float16,
+            "attribute": not args.no_attribution,
         }
+        if args.no_attribution and args.method:
+            raise SystemExit("ecco: give --method or --no-attribution, not both")
     return options
 
 
@@ -174,6 +184,8 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
         print(explanation_table(result, top=args.top), file=out)
     else:
         print(generation_table(result), file=out)
+    if args.intervene and not args.json:
+        print(interventions_text(args.intervene), file=out)
     return 0
 
 

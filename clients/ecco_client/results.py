@@ -6,7 +6,6 @@ Enum values are lower-case proto names: ``"probability"``, ``"l2_normalized"``, 
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,20 +13,8 @@ from google.protobuf import json_format
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
-
-def matrix_rows(matrix: pb.Matrix) -> tuple[tuple[float, ...], ...]:
-    """The rows of a row-major ``Matrix`` (float32 values or little-endian float16 bytes)."""
-    n = matrix.rows * matrix.cols
-    if matrix.float16_values:
-        if len(matrix.float16_values) != 2 * n:
-            size = len(matrix.float16_values)
-            raise ValueError(f"Matrix has {size} float16 bytes for shape {matrix.rows}x{matrix.cols}")
-        flat: tuple[float, ...] = struct.unpack(f"<{n}e", matrix.float16_values)
-    else:
-        flat = tuple(matrix.values)
-        if len(flat) != n:
-            raise ValueError(f"Matrix has {len(flat)} values for shape {matrix.rows}x{matrix.cols}")
-    return tuple(flat[i * matrix.cols : (i + 1) * matrix.cols] for i in range(matrix.rows))
+from .internals import Internals
+from .matrices import matrix_rows
 
 
 def _enum_name(enum: Any, value: int) -> str | None:
@@ -160,13 +147,19 @@ class GenerateResult:
 
 @dataclass(frozen=True)
 class ExplainResult(GenerateResult):
-    """A generation plus one attribution per requested method."""
+    """A generation plus one attribution per requested method (and the model's internals, if asked)."""
 
     attributions: tuple[Attribution, ...] = ()
+    #: what ``internals`` in the request asked for (layer predictions, activations, ...); None if nothing
+    internals: Internals | None = None
 
     @classmethod
     def from_proto(cls, m: pb.ExplainResponse) -> ExplainResult:  # type: ignore[override]
-        return cls(**cls._common(m), attributions=tuple(Attribution.from_proto(a) for a in m.attributions))
+        return cls(
+            **cls._common(m),
+            attributions=tuple(Attribution.from_proto(a) for a in m.attributions),
+            internals=Internals.from_proto(m.internals) if m.HasField("internals") else None,
+        )
 
     def attribution(self, method: str) -> Attribution:
         for a in self.attributions:

@@ -1,16 +1,15 @@
-"""Readable text tables of results: for each explained token, its top source tokens with weights."""
+"""Readable text tables of results: for each explained token, its top source tokens with weights
+(then the model's internals, see ``internals_table``)."""
 
 from __future__ import annotations
 
 import json
 
+from .internals_table import internals_table
 from .results import Attribution, ExplainResult, GenerateResult, Token
+from .text import shown
 
-
-def shown(text: str, width: int = 14) -> str:
-    """A token's text quoted, with whitespace and control characters visible, cut to ``width``."""
-    quoted = json.dumps(text, ensure_ascii=False)
-    return quoted if len(quoted) <= width else quoted[: width - 2] + "…" + '"'
+__all__ = ["explanation_table", "generation_table", "shown", "top_sources"]
 
 
 def top_sources(attribution: Attribution, tokens: tuple[Token, ...], row: int, k: int) -> list[tuple[Token, float]]:
@@ -65,5 +64,7 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
             delta = f"  {a.convergence_deltas[row]:>9.2e}" if has_delta else ""
             token = shown(result.tokens[position].text)
             lines.append(f"  {position:>4}  {token:<14}  {a.target_scores[row]:>9.4g}{delta}  {sources}")
+    if result.internals is not None:
+        lines += ["", internals_table(result, top=top)]
     lines += ["", _timings(result)]
     return "\n".join(lines)

@@ -4,12 +4,14 @@ Imports ``ecco_engine`` and the generated ``ecco_proto`` modules; nothing of Tor
 
     decoded = decode_request(body, content_type="application/json", url_kind="explain")
     explanation = explainer.explain(decoded.request)
-    reply = encode_explanation(explanation, decoded, model_name="smollm2")   # dict (JSON) or bytes (proto)
+    reply = encode_explanation(explanation, decoded, model_name="smollm2",    # dict (JSON) or bytes (proto)
+                               tokenizer=explainer.tokenizer)             # names internals' token ids
     http_status, grpc_code, message = status_for(error)                       # on any exception
 """
 
 from __future__ import annotations
 
+from .arrays import from_int_matrix, from_matrix, to_int_matrix, to_matrix
 from .decode import (
     JSON_CONTENT_TYPES,
     WIRE_PATHS,
@@ -27,14 +29,14 @@ from .encode import (
     encode_stream_attribution_row,
     encode_stream_summary,
     encode_stream_token,
-    from_matrix,
     to_attribution,
     to_explain_response,
     to_generate_response,
-    to_matrix,
     to_wire,
 )
-from .status import INTERNAL_MESSAGE, client_message, status_for
+from .internals_request import decode_internals, to_proto_internals
+from .internals_result import from_internals_result, to_internals_result
+from .status import INTERNAL_MESSAGE, client_message, status_for, wire_path
 
 __all__ = [
     "ENGINE_VERSION",
@@ -45,19 +47,26 @@ __all__ = [
     "Kind",
     "Wire",
     "client_message",
+    "decode_internals",
     "decode_request",
     "encode_explanation",
     "encode_generation",
     "encode_stream_attribution_row",
     "encode_stream_summary",
     "encode_stream_token",
+    "from_int_matrix",
+    "from_internals_result",
     "from_matrix",
     "status_for",
     "to_attribution",
     "to_engine_request",
     "to_explain_response",
     "to_generate_response",
+    "to_int_matrix",
+    "to_internals_result",
     "to_matrix",
+    "to_proto_internals",
     "to_proto_request",
     "to_wire",
+    "wire_path",
 ]

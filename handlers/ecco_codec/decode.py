@@ -28,6 +28,8 @@ from ecco_engine import (
 from ecco_proto import PROTOBUF_CONTENT_TYPES
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
+from .fields import present, reraise_at
+from .internals_request import decode_internals, to_proto_internals
 from .json_check import check_json
 
 Kind = Literal["generate", "explain"]
@@ -59,13 +61,6 @@ class Decoded:
     wire: Wire
     #: the client asked for float16 attribution matrices
     float16: bool
-
-
-def _reraise(error: InvalidRequest, path: str) -> InvalidRequest:
-    """The same error with its field replaced by the wire path ``path``."""
-    prefix = f"{error.field}: "
-    text = str(error)
-    return type(error)(path, text[len(prefix) :] if text.startswith(prefix) else text)
 
 
 def _parse_json(body: Any) -> pb.ExplainRequest:
@@ -128,24 +123,22 @@ def _enum(message: Message, name: str, table: Mapping[int, Any], path: str) -> d
     return {name: table[value]}
 
 
-def _present(message: Message, names: tuple[str, ...]) -> dict[str, Any]:
-    return {n: getattr(message, n) for n in names if message.HasField(n)}
-
-
 def _generation(g: pb.GenerationParams) -> GenerationParams:
-    kwargs = _present(g, ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "seed"))
+    kwargs = present(g, ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "seed"))
     if g.stop:
         kwargs["stop"] = tuple(g.stop)
     try:
         return GenerationParams(**kwargs)
     except InvalidRequest as error:
-        raise _reraise(error, WIRE_PATHS.get(error.field, f"generation.{error.field}")) from None
+        raise reraise_at(error, f"generation.{error.field}") from None
 
 
 def _attribution(a: pb.AttributionParams) -> AttributionParams:
-    kwargs: dict[str, Any] = _present(a, ("n_steps", "baseline", "completeness_tolerance", "max_n_steps"))
-    if a.methods:
-        kwargs["methods"] = tuple(a.methods)
+    kwargs: dict[str, Any] = present(a, ("n_steps", "baseline", "completeness_tolerance", "max_n_steps"))
+    if a.skip and a.methods:
+        raise InvalidRequest("attribution.skip", f"skips attribution, so give no methods (got {list(a.methods)})")
+    if a.methods or a.skip:
+        kwargs["methods"] = tuple(a.methods)  # skip: () computes no attribution
     kwargs |= _enum(a, "target", TARGETS, "attribution.target")
     kwargs |= _enum(a, "aggregation", AGGREGATIONS, "attribution.aggregation")
     kwargs |= _enum(a, "integration", INTEGRATIONS, "attribution.integration")
@@ -157,7 +150,7 @@ def _attribution(a: pb.AttributionParams) -> AttributionParams:
     try:
         return AttributionParams(**kwargs)
     except InvalidRequest as error:
-        raise _reraise(error, WIRE_PATHS.get(error.field, f"attribution.{error.field}")) from None
+        raise reraise_at(error, f"attribution.{error.field}") from None
 
 
 def _messages(items: Any) -> tuple[ChatMessage, ...]:
@@ -166,7 +159,7 @@ def _messages(items: Any) -> tuple[ChatMessage, ...]:
         try:
             out.append(ChatMessage(role=m.role, content=m.content))
         except InvalidRequest as error:
-            raise _reraise(error, f"messages[{i}].{error.field.rsplit('.', 1)[-1]}") from None
+            raise reraise_at(error, f"messages[{i}].{error.field.rsplit('.', 1)[-1]}") from None
     return tuple(out)
 
 
@@ -180,6 +173,7 @@ def to_engine_request(message: pb.ExplainRequest) -> ExplainRequest:
         continuation=message.continuation if message.HasField("continuation") else None,
         generation=generation,
         attribution=attribution,
+        internals=decode_internals(message.internals),
     )
 
 
@@ -259,6 +253,7 @@ def to_proto_request(request: ExplainRequest, kind: Kind = "explain", *, float16
         aggregation=pb.Aggregation.Value(a.aggregation.name),
         positions=list(a.positions or ()),
         max_n_steps=a.max_n_steps,
+        skip=not a.methods,
     )
     if isinstance(a.contrast_token, str):
         attribution.contrast_token = a.contrast_token
@@ -272,6 +267,7 @@ def to_proto_request(request: ExplainRequest, kind: Kind = "explain", *, float16
         generation=generation,
         attribution=attribution,
         float16=float16,
+        internals=to_proto_internals(request.internals),
     )
     if request.prompt is not None:
         message.prompt = request.prompt

@@ -18,31 +18,11 @@ import ecco_engine
 from ecco_engine import Attribution, Explanation, GenerationResult, Timing, Token
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
+from .arrays import to_matrix
 from .decode import Decoded
+from .internals_result import to_internals_result
 
 ENGINE_VERSION: str = ecco_engine.__version__
-
-
-def to_matrix(array: np.ndarray, *, float16: bool = False) -> pb.Matrix:
-    """A 2-D array as a row-major ``Matrix``: packed float32 values, or little-endian float16 bytes."""
-    values = np.asarray(array)
-    if values.ndim != 2:
-        raise ValueError(f"a Matrix is 2-D, got shape {values.shape}")
-    rows, cols = values.shape
-    if float16:
-        return pb.Matrix(rows=rows, cols=cols, float16_values=values.astype("<f2").tobytes(order="C"))
-    return pb.Matrix(rows=rows, cols=cols, values=values.astype(np.float32).ravel(order="C").tolist())
-
-
-def from_matrix(matrix: pb.Matrix) -> np.ndarray:
-    """The ``(rows, cols)`` float32 array of a ``Matrix`` (either encoding)."""
-    if matrix.float16_values:
-        flat = np.frombuffer(matrix.float16_values, dtype="<f2").astype(np.float32)
-    else:
-        flat = np.asarray(matrix.values, dtype=np.float32)
-    if flat.size != matrix.rows * matrix.cols:
-        raise ValueError(f"Matrix has {flat.size} values for shape ({matrix.rows}, {matrix.cols})")
-    return flat.reshape(matrix.rows, matrix.cols)
 
 
 def _token(t: Token) -> pb.Token:
@@ -100,13 +80,25 @@ def to_generate_response(
 
 
 def to_explain_response(
-    explanation: Explanation, *, model_name: str, float16: bool = False, extra_timings: Sequence[Timing] = ()
+    explanation: Explanation,
+    *,
+    model_name: str,
+    float16: bool = False,
+    extra_timings: Sequence[Timing] = (),
+    tokenizer=None,
 ) -> pb.ExplainResponse:
-    """The ``ExplainResponse`` for an explanation; ``extra_timings`` follow the engine's."""
-    return pb.ExplainResponse(
+    """The ``ExplainResponse`` for an explanation; ``extra_timings`` follow the engine's.
+
+    ``tokenizer`` (optional, anything with ``decode(ids, skip_special_tokens=...)``): fills
+    ``internals.token_texts`` with the text of every token id the internals mention.
+    """
+    message = pb.ExplainResponse(
         **_common(explanation.generation, (*explanation.timings, *extra_timings), model_name),
         attributions=[to_attribution(a, float16=float16) for a in explanation.attributions],
     )
+    if explanation.internals is not None:
+        message.internals.CopyFrom(to_internals_result(explanation.internals, float16=float16, tokenizer=tokenizer))
+    return message
 
 
 def to_wire(message: Message, wire: str) -> bytes | dict[str, Any]:
@@ -126,11 +118,18 @@ def encode_generation(
 
 
 def encode_explanation(
-    explanation: Explanation, decoded: Decoded, *, model_name: str, extra_timings: Sequence[Timing] = ()
+    explanation: Explanation,
+    decoded: Decoded,
+    *,
+    model_name: str,
+    extra_timings: Sequence[Timing] = (),
+    tokenizer=None,
 ) -> bytes | dict[str, Any]:
-    """The reply to an explain request, in the request's wire format (float16 matrices if asked)."""
+    """The reply to an explain request, in the request's wire format (float16 matrices if asked).
+
+    Pass the model's ``tokenizer`` so the reply names the tokens of its internals (``token_texts``)."""
     message = to_explain_response(
-        explanation, model_name=model_name, float16=decoded.float16, extra_timings=extra_timings
+        explanation, model_name=model_name, float16=decoded.float16, extra_timings=extra_timings, tokenizer=tokenizer
     )
     return to_wire(message, decoded.wire)
 
@@ -165,11 +164,12 @@ def encode_stream_summary(
     *,
     model_name: str,
     extra_timings: Sequence[Timing] = (),
+    tokenizer=None,
 ) -> bytes | dict[str, Any]:
     """The last StreamEvent: the full reply (``generate_summary`` or ``explain_summary`` by result type)."""
     if isinstance(result, Explanation):
         summary = to_explain_response(
-            result, model_name=model_name, float16=decoded.float16, extra_timings=extra_timings
+            result, model_name=model_name, float16=decoded.float16, extra_timings=extra_timings, tokenizer=tokenizer
         )
         event = pb.StreamEvent(explain_summary=summary)
     else:

@@ -17,21 +17,58 @@ agree.
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
+from types import FrameType
+
 from ecco_engine import InvalidRequest, LimitExceeded, NonFiniteResult, UnsupportedModel
+from ecco_engine.internals import InternalsParams
 
 from .decode import WIRE_PATHS
 
 INTERNAL_MESSAGE = "internal error while serving the request; see the server log"
+#: the engine's internals field names (roots of ``watch[1]``, ``interventions[0].mode`` ...)
+INTERNALS_FIELDS = frozenset(f.name for f in fields(InternalsParams))
+INTERNALS_MODULE = "ecco_engine.internals"
+
+
+def _raised_in_internals(error: BaseException) -> bool:
+    """Whether the call stack at the raise site ran through ``ecco_engine.internals``.
+
+    Tells the internals' ``top_k`` / ``positions`` from the generation's and the attribution's:
+    the engine names fields without their section.
+    """
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame: FrameType | None = tb.tb_frame
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(INTERNALS_MODULE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def wire_path(error: InvalidRequest) -> str:
+    """The wire path of ``error.field``: ``n_steps`` -> ``attribution.n_steps``, ``watch[1]`` ->
+    ``internals.watch[1]``; a field that already is a wire path is returned as it is."""
+    field = error.field
+    root = re.split(r"[.\[]", field, maxsplit=1)[0]
+    if root in INTERNALS_FIELDS and (root not in WIRE_PATHS or _raised_in_internals(error)):
+        return f"internals.{field}"
+    return WIRE_PATHS.get(field, field)
 
 
 def client_message(error: InvalidRequest) -> str:
     """``error``'s message with the engine's field name replaced by its wire path (``n_steps`` ->
-    ``attribution.n_steps``), so REST and gRPC clients see the names they sent."""
+    ``attribution.n_steps``, ``top_k`` raised by the internals -> ``internals.top_k``), so REST and
+    gRPC clients see the names they sent."""
     text = str(error)
-    path = WIRE_PATHS.get(error.field)
     prefix = f"{error.field}: "
-    if path and text.startswith(prefix):
-        return f"{path}: {text[len(prefix) :]}"
+    if text.startswith(prefix):
+        return f"{wire_path(error)}: {text[len(prefix) :]}"
     return text
 
 

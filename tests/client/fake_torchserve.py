@@ -46,7 +46,8 @@ class Backend:
         decoded = decode_request(body, content_type=content_type, url_kind=url_kind)
         with self.lock:
             if decoded.kind == "explain":
-                return encode_explanation(self.explainer.explain(decoded.request), decoded, model_name=MODEL)
+                explanation = self.explainer.explain(decoded.request)
+                return encode_explanation(explanation, decoded, model_name=MODEL, tokenizer=self.explainer.tokenizer)
             return encode_generation(self.explainer.generate(decoded.request), decoded, model_name=MODEL)
 
     def stream(self, body: bytes) -> Iterator[bytes | dict]:
@@ -63,7 +64,7 @@ class Backend:
             for attribution in explanation.attributions:
                 for row in range(len(attribution.target_positions)):
                     yield encode_stream_attribution_row(attribution, row, decoded)
-            yield encode_stream_summary(explanation, decoded, model_name=MODEL)
+            yield encode_stream_summary(explanation, decoded, model_name=MODEL, tokenizer=self.explainer.tokenizer)
 
 
 def _as_bytes(reply: bytes | dict) -> bytes:

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from google.protobuf import json_format
+from google.protobuf import descriptor_pb2, json_format
 
 from ecco_codec import (
     ENGINE_VERSION,
@@ -84,7 +84,8 @@ def test_explanation_is_encoded_exactly(explanation, explain_request, wire: str)
 
 def test_json_reply_uses_snake_case_and_prints_every_field(explanation, explain_request) -> None:
     reply = encode_explanation(explanation, _decoded(explain_request, "json"), model_name="tiny")
-    assert set(reply) == {f.name for f in pb.ExplainResponse.DESCRIPTOR.fields}
+    fields = pb.ExplainResponse.DESCRIPTOR.fields
+    assert set(reply) == {f.name for f in fields if not f.has_presence}  # internals: absent when not asked
     saliency_like = reply["attributions"][1]
     assert saliency_like["method"] == "grad_x_input"
     assert saliency_like["baseline_scores"] == [] and "baseline" not in saliency_like  # optional: absent
@@ -127,7 +128,12 @@ def test_generation_reply(explainer, explain_request, wire: str) -> None:
 def test_generate_and_explain_responses_share_field_numbers() -> None:
     generate = {f.name: (f.number, f.type) for f in pb.GenerateResponse.DESCRIPTOR.fields}
     explain = {f.name: (f.number, f.type) for f in pb.ExplainResponse.DESCRIPTOR.fields}
-    assert generate == {k: v for k, v in explain.items() if k != "attributions"}
+    only_explain = {"attributions", "internals"}
+    assert generate == {k: v for k, v in explain.items() if k not in only_explain}
+    shape = descriptor_pb2.DescriptorProto()
+    pb.GenerateResponse.DESCRIPTOR.CopyToProto(shape)
+    reserved = {n for r in shape.reserved_range for n in range(r.start, r.end)}
+    assert {explain[name][0] for name in only_explain} <= reserved  # never reused by GenerateResponse
 
 
 @pytest.mark.parametrize("float16", [False, True])

@@ -1,0 +1,101 @@
+"""The command line's options for looking inside the model (``ecco explain --layers --watch " Paris" ...``)
+and for neuron interventions (``--intervene``, on ``generate`` too).
+
+``--top-k`` is the sampling filter of generation (since the first release), so the logit lens's k is
+``--lens-top-k``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ecco_proto.ecco.v1 import ecco_pb2 as pb
+
+from .build_internals import parse_intervention
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(p) for p in value.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _intervention(value: str):
+    try:
+        return parse_intervention(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_intervention_option(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("neuron interventions")
+    group.add_argument(
+        "--intervene",
+        type=_intervention,
+        action="append",
+        default=[],
+        metavar="LAYER:NEURON:set|scale:VALUE",
+        help="set or scale one FFNN neuron of one block during the whole request, e.g. 3:117:set:0 (repeatable)",
+    )
+
+
+def add_internals_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "inside the model",
+        "lens layers 0..n_layers (0 = embeddings, n_layers = the output); blocks 0..n_layers-1; "
+        "positions are absolute positions in the sequence (prompt + generated)",
+    )
+    group.add_argument("--layers", action="store_true", help="layer predictions (logit lens) and token rankings")
+    group.add_argument("--lens-top-k", type=int, metavar="K", help="tokens per lens layer (server default 5)")
+    group.add_argument(
+        "--lens-positions", type=_ints, default=[], metavar="P,..", help="lens positions (default: the predicting ones)"
+    )
+    group.add_argument(
+        "--watch", action="append", default=[], metavar="TEXT", help="watch a one-token text (repeatable)"
+    )
+    group.add_argument("--watch-id", type=int, action="append", default=[], metavar="ID", help="watch a token id")
+    group.add_argument("--watch-position", type=int, metavar="P", help="watch position (default: last prompt token)")
+    group.add_argument("--activations", action="store_true", help="FFNN neuron activations (full, float16)")
+    group.add_argument(
+        "--activation-top-k", type=int, metavar="K", help="only the top K neurons per block and position"
+    )
+    group.add_argument("--activation-order", choices=["value", "magnitude"], help="top neurons by (default value)")
+    group.add_argument("--activation-layers", type=_ints, default=[], metavar="B,..", help="blocks (default: all)")
+    group.add_argument(
+        "--activation-positions", type=_ints, default=[], metavar="P,..", help="positions (default: all)"
+    )
+    group.add_argument("--nmf", type=int, metavar="N", help="NMF of the activations into N components")
+    group.add_argument("--nmf-layers", type=_ints, default=[], metavar="B,..", help="blocks factored by NMF")
+    group.add_argument("--nmf-top-neurons", type=int, metavar="K", help="top neurons per component (default 10)")
+    group.add_argument("--no-attribution", action="store_true", help="skip attribution (only look inside)")
+
+
+def internals_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``build_request``'s ``internals`` (a dict for ``build_internals``), or None when nothing is asked."""
+    options: dict[str, Any] = {"interventions": list(args.intervene)}
+    if getattr(args, "layers", None) is not None:  # explain
+        options |= {
+            "layer_predictions": args.layers,
+            "token_rankings": args.layers,
+            "top_k": args.lens_top_k,
+            "positions": args.lens_positions,
+            "watch": [*args.watch, *args.watch_id],
+            "watch_position": args.watch_position,
+            "activations": args.activations,
+            "activation_top_k": args.activation_top_k,
+            "activation_order": args.activation_order,
+            "activation_layers": args.activation_layers,
+            "activation_positions": args.activation_positions,
+            "nmf_components": args.nmf,
+            "nmf_layers": args.nmf_layers,
+            "nmf_top_neurons": args.nmf_top_neurons,
+        }
+    return options if any(v not in (None, False, []) for v in options.values()) else None
+
+
+def interventions_text(items: list[pb.Intervention]) -> str:
+    """One line naming the interventions a request applied (the reply does not echo them)."""
+    shown = [f"block {i.layer} neuron {i.neuron} {'scale' if i.mode == pb.SCALE else 'set'} {i.value:g}" for i in items]
+    return "interventions: " + " · ".join(shown)
