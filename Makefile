@@ -12,7 +12,7 @@ NAME    := smollm2-135m-instruct
 RUN_DIR := .run/serve
 SERVING := PYTHONPATH=handlers $(BIN)/python -m ecco_serving --run-dir $(RUN_DIR)
 
-.PHONY: setup system-deps protos model archive serve stop demo test test-fast lint format bench clean
+.PHONY: setup system-deps protos model archive serve stop demo test test-fast lint format bench clean probing probing-data
 
 setup: system-deps $(STAMP) protos
 
@@ -47,6 +47,18 @@ $(MODEL)/ecco_build.json: $(STAMP)
 archive: setup model
 	$(SERVING) archive --model $(MODEL) --name $(NAME)
 
+# ---- monitoring (issue 5): Prometheus + promtool for the monitoring tests, a local Prometheus ----
+.PHONY: monitoring-deps prometheus
+# Debian's prometheus package (prometheus + promtool), only when either is missing (apt-get)
+monitoring-deps:
+	sh scripts/install_prometheus.sh
+
+# a Prometheus in the foreground on 127.0.0.1:9090 scraping `make serve` (monitoring/prometheus.yml)
+prometheus: monitoring-deps
+	prometheus --config.file=monitoring/prometheus.yml --storage.tsdb.path=.run/prometheus \
+		--web.listen-address=127.0.0.1:9090
+# ---- end monitoring ----
+
 # start TorchServe in the background from $(RUN_DIR) (key file, logs) and wait until the model is ready
 serve: archive
 	$(SERVING) serve --name $(NAME)
@@ -67,7 +79,7 @@ format: setup
 	$(BIN)/ruff format handlers clients tests benchmarks
 	$(BIN)/ruff check --fix handlers clients tests benchmarks
 
-test: setup model lint
+test: setup model monitoring-deps lint
 	$(BIN)/python -m pytest
 
 test-fast: setup
@@ -76,6 +88,18 @@ test-fast: setup
 bench: setup model
 	$(BIN)/python benchmarks/completeness.py
 	$(BIN)/python benchmarks/vs_captum_llm.py
+
+# the paper's probing experiment: per-layer POS probes, FFNN activations vs hidden states, on
+# all-MiniLM-L6-v2 (BERT) and the default model -> docs/probing/<model>.csv/.md/.png (committed;
+# docs/probing/README.md discusses them). Offline; see the README there for the measured runtime.
+probing: setup model
+	$(BIN)/python experiments/probing/run.py
+	$(BIN)/python experiments/probing/run.py --only minilm --labels deprel
+
+# rebuild the committed data set (public-domain text + silver labels from an offline spaCy tagger)
+probing-data: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[probing-data]'
+	$(BIN)/python experiments/probing/prepare_data.py --out experiments/probing/data/sotu_silver.conllu
 
 clean:
 	rm -rf $(VENV) $(MODEL) logs .pytest_cache .ruff_cache .mypy_cache handlers/ecco_proto/ecco handlers/ecco_proto/torchserve

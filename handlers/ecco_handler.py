@@ -10,14 +10,24 @@ How TorchServe 0.12 hands requests over (``decode_input_request=false`` in confi
   ``/predictions``); ``/predictions`` and ``/explanations`` rows also carry ``url_path``, the KServe v1
   paths (``/v1/models/{m}:predict|:explain``) do not, and their body is ``{"instances": [request, ...]}``;
 - gRPC rows carry no header. Predictions and StreamPredictions look the same to the worker, so only a
-  request that asks for a stream is streamed.
+  request that asks for a stream (``ExplainRequest.stream``) is streamed: with the engine's
+  ``Explainer.stream``, one ``StreamEvent`` per intermediate reply (gRPC: a message; REST: a JSON line of
+  a chunked reply), the tokens as generated, then (explain) the attribution rows as computed, then the
+  summary as the row's final reply.
 
 Errors: one row's failure never fails the other rows of a batch. REST rows get their own HTTP status
-(``context.set_response_status``) and a ``{"code", "type", "message"}`` body. The TorchServe frontend
-ignores per-row status on gRPC, so a gRPC row that fails alone in its batch raises
+(``context.set_response_status``) and a ``{"code", "type", "message"}`` body; a REST stream that fails
+after its first event (the status is already sent) ends with an ``error`` StreamEvent line instead. The
+TorchServe frontend ignores per-row status on gRPC, so a gRPC row that fails alone in its batch raises
 ``PredictionException`` (400 -> INVALID_ARGUMENT, 413 -> RESOURCE_EXHAUSTED, 422 -> FAILED_PRECONDITION,
-500 -> INTERNAL); inside a larger batch it gets the error body as its reply bytes. Internal errors are
-logged with their traceback here and reach the client only as a generic message.
+500 -> INTERNAL; also after streamed events: the call then ends with that status); inside a larger batch
+its reply carries the ``error`` field (``ecco_codec.encode_error``: a ``google.rpc.Status`` that parses
+as the reply or as a StreamEvent). Internal errors are logged with their traceback here and reach the
+client only as a generic message.
+
+Metrics: every row is counted and timed with ``ecco_serving.metrics.observe_request`` (kind, methods,
+transport, outcome, the engine's stage timings plus encoding, token counts); with
+``PROMETHEUS_MULTIPROC_DIR`` set, the metrics exporter serves the sum over all workers.
 """
 
 from __future__ import annotations
@@ -29,27 +39,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.utils.util import PredictionException
 
 import ecco_engine
 from ecco_codec import (
+    Wire,
     client_message,
     decode_request,
+    encode_error,
     encode_explanation,
     encode_generation,
-    encode_stream_attribution_row,
+    encode_stream_row,
     encode_stream_summary,
     encode_stream_token,
     status_for,
+    wire_of,
 )
-from ecco_engine import Attribution, EngineLimits, Explainer, Explanation, InvalidRequest, Timing, Token
+from ecco_engine import EngineLimits, Explainer, InvalidRequest, Timing
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
 from ecco_engine.loading import load_model
-from ecco_engine.tokens import token_pieces
+from ecco_serving.metrics import ObservedRequest, initialize_model, observe_request
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +123,16 @@ def failure_of(error: BaseException) -> Failure:
     return Failure(status, code, message)
 
 
+def error_wire(row: Row) -> Wire:
+    """The wire of an error reply for ``row``: its request's wire, "proto" when that is unknown."""
+    if row.body is None:
+        return "proto"
+    try:
+        return wire_of(row.body, row.content_type)
+    except InvalidRequest:  # an unsupported content type
+        return "proto"
+
+
 class EccoHandler:
     """TorchServe entry point (``initialize`` once per worker, ``handle`` per batch)."""
 
@@ -127,10 +149,13 @@ class EccoHandler:
             torch.set_num_threads(threads)
         folder = Path(context.system_properties["model_dir"]) / settings.get("model_subdir", "model")
         dtype = DTYPES[settings.get("dtype", "float32")]
+        # nested `internals:` limits; an unknown name fails here, at start-up, before the model loads
+        limits = EngineLimits.from_mapping(settings.get("limits") or {})
         start = time.perf_counter()
         model, tokenizer = load_model(folder, dtype=dtype)
-        self.explainer = Explainer(model, tokenizer, limits=EngineLimits(**settings.get("limits", {})))
+        self.explainer = Explainer(model, tokenizer, limits=limits)
         self.model_name = context.model_name
+        initialize_model(self.model_name)  # the usual metric series at zero (ecco_serving.metrics)
         self.initialized = True
         logger.info(
             "loaded %s from %s in %.1f s (ecco_engine from %s)",
@@ -144,45 +169,76 @@ class EccoHandler:
         rows = [read_row(index, raw, context.get_all_request_header(index)) for index, raw in enumerate(data)]
         replies: list[bytes] = []
         failures: dict[int, Failure] = {}
+        streamed: set[int] = set()  # rows that already sent a streamed event (their status is gone)
         for row in rows:
-            try:
-                replies.append(self.serve(row, context))
+            try:  # metrics: ecco_serving.metrics (count, latency, outcome of every row)
+                with observe_request(self.model_name, row.url_kind, transport=row.transport) as observed:
+                    replies.append(self.serve(row, context, observed, streamed=streamed))
             except Exception as error:  # every failure becomes this row's status
                 failures[row.index] = failure_of(error)
                 replies.append(b"")
         if len(rows) == 1 and rows[0].transport == "grpc" and failures:
-            # alone in its batch: the only way to give a gRPC call a status (see the module doc)
+            # alone in its batch: the only way to give a gRPC call a status (see the module doc);
+            # after streamed messages too: the frontend ends the stream with this status
             raise PredictionException(failures[0].message, failures[0].status)
         for index, failure in failures.items():
-            context.set_response_status(failure.status, failure.code, index)
-            context.set_response_content_type(index, JSON_TYPE)
-            replies[index] = failure.body()
+            row = rows[index]
+            if row.transport == "grpc":  # the frontend ignores a gRPC row's status: the reply carries it
+                error = encode_error(failure.code, failure.message, error_wire(row))
+                replies[index] = self._wire(row, error, context)
+            elif index in streamed:  # a REST stream sent 200 with its first event: the last line says it
+                error = encode_error(failure.code, failure.message, "json")
+                replies[index] = self._wire(row, error, context, line=True)
+            else:
+                context.set_response_status(failure.status, failure.code, index)
+                context.set_response_content_type(index, JSON_TYPE)
+                replies[index] = failure.body()
         for row in rows:
             if row.transport == "grpc":
                 # the frontend completes a StreamPredictions call only on this header (and needs it)
                 context.set_response_header(row.index, "ts_stream_next", "false")
         return replies
 
-    def serve(self, row: Row, context, *, allow_stream: bool = True) -> bytes:
-        """The reply bytes for one row; raises on any failure."""
+    def serve(
+        self,
+        row: Row,
+        context,
+        observed: ObservedRequest | None = None,
+        *,
+        allow_stream: bool = True,
+        streamed: set[int] | None = None,
+    ) -> bytes:
+        """The reply bytes for one row; raises on any failure. ``observed`` collects its metrics;
+        a row that sends a streamed event is added to ``streamed``."""
+        observed = observed or ObservedRequest.detached()
         if row.body is None:
             expected = 'input["body"]' if row.transport == "grpc" else "the request body"
             raise InvalidRequest("body", f"missing: send the ecco.v1.ExplainRequest as {expected}")
         if row.transport == "kserve":
-            return self._kserve(row, context)
+            return self._kserve(row, context, observed)
         start = time.perf_counter()
         decoded = decode_request(row.body, content_type=row.content_type, url_kind=row.url_kind)
         timings = (Timing("decode", time.perf_counter() - start),)
-        if allow_stream and getattr(decoded, "stream", False):  # the codec's stream flag (pending in ecco.v1)
-            return self._stream(row, decoded, context, timings)
+        observed.describe(decoded.kind, decoded.request.attribution.methods)
+        if decoded.stream:
+            if not allow_stream:
+                raise InvalidRequest("stream", "the KServe v1 paths do not stream; use /predictions or /explanations")
+            return self._stream(row, decoded, context, timings, observed, streamed if streamed is not None else set())
         assert self.explainer is not None
         if decoded.kind == "explain":
             explanation = self.explainer.explain(decoded.request)
-            reply = encode_explanation(explanation, decoded, model_name=self.model_name, extra_timings=timings)
-        else:
-            result = self.explainer.generate(decoded.request)
+            observed.observe_result(explanation, timings)
+            with observed.stage("encoding"):
+                reply = encode_explanation(
+                    explanation, decoded, model_name=self.model_name, extra_timings=timings,
+                    tokenizer=self.explainer.tokenizer,
+                )  # fmt: skip
+                return self._wire(row, reply, context)
+        result = self.explainer.generate(decoded.request)
+        observed.observe_result(result, timings)
+        with observed.stage("encoding"):
             reply = encode_generation(result, decoded, model_name=self.model_name, extra_timings=timings)
-        return self._wire(row, reply, context)
+            return self._wire(row, reply, context)
 
     def _wire(self, row: Row, reply: bytes | dict[str, Any], context, *, line: bool = False) -> bytes:
         if isinstance(reply, dict):
@@ -192,7 +248,7 @@ class EccoHandler:
         return reply
 
     # ---- KServe v1: {"instances": [request, ...]} -> {"predictions"|"explanations": [reply, ...]}
-    def _kserve(self, row: Row, context) -> bytes:
+    def _kserve(self, row: Row, context, observed: ObservedRequest) -> bytes:
         try:
             envelope = json.loads(row.body)
         except (ValueError, UnicodeDecodeError):
@@ -204,7 +260,7 @@ class EccoHandler:
         for i, instance in enumerate(instances):
             try:
                 single = Row(row.index, "rest", json.dumps(instance).encode(), row.url_kind, JSON_TYPE)
-                replies.append(json.loads(self.serve(single, context, allow_stream=False)))
+                replies.append(json.loads(self.serve(single, context, observed, allow_stream=False)))
             except InvalidRequest as error:
                 field, _, message = client_message(error).partition(": ")
                 raise type(error)(f"instances[{i}].{field}", message) from None
@@ -213,48 +269,42 @@ class EccoHandler:
         return json.dumps({key: replies}).encode()
 
     # ---- streaming: tokens as generated, attribution rows as computed, then the summary -------
-    def _stream(self, row: Row, decoded, context, timings: tuple[Timing, ...]) -> bytes:
+    def _stream(
+        self,
+        row: Row,
+        decoded,
+        context,
+        timings: tuple[Timing, ...],
+        observed: ObservedRequest,
+        streamed: set[int],
+    ) -> bytes:
+        """Send each engine event as it comes (adding the row to ``streamed``); return the summary."""
         assert self.explainer is not None
         if row.transport == "rest" and decoded.wire != "json":
             raise InvalidRequest("stream", "streaming over REST sends JSON lines; send the request as JSON")
         request_ids = {row.index: context.request_ids[row.index]}
+        line = row.transport == "rest"
 
         def send(event: bytes | dict[str, Any]) -> None:
-            payload = {row.index: self._wire(row, event, context, line=row.transport == "rest")}
+            payload = {row.index: self._wire(row, event, context, line=line)}
             send_intermediate_predict_response(payload, request_ids, "Intermediate Prediction success", 200, context)
+            streamed.add(row.index)
 
-        if decoded.kind == "generate":  # engine has no generate-only stream yet: the summary alone
-            result = self.explainer.generate(decoded.request)
-            summary = encode_stream_summary(result, decoded, model_name=self.model_name, extra_timings=timings)
-            return self._wire(row, summary, context, line=row.transport == "rest")
-        prompt = token_pieces(self.explainer.tokenizer, self.explainer.prompt_ids(decoded.request))
-        offset = prompt[-1].end if prompt else 0
-        params = decoded.request.attribution
-        for event in self.explainer.stream(decoded.request):
+        # generate: tokens, then the GenerationResult; explain: tokens, rows, then the Explanation
+        for event in self.explainer.stream(decoded.request, attribute=decoded.kind == "explain"):
             if isinstance(event, GeneratedToken):
-                token = Token(id=event.id, text=event.text, start=offset, end=offset + len(event.text))
-                offset = token.end
-                send(encode_stream_token(token, decoded, index=event.index, position=len(prompt) + event.index))
+                send(encode_stream_token(event, decoded))
             elif isinstance(event, AttributionRow):
-                send(encode_stream_attribution_row(_one_row(event, params), 0, decoded))
-            elif isinstance(event, Explanation):
-                summary = encode_stream_summary(event, decoded, model_name=self.model_name, extra_timings=timings)
-                return self._wire(row, summary, context, line=row.transport == "rest")
-        raise RuntimeError("the engine's stream ended without an explanation")
-
-
-def _one_row(row: AttributionRow, params) -> Attribution:
-    """An engine stream row as a one-target ``Attribution`` (what the codec encodes)."""
-    deltas = None if row.convergence_delta is None else np.array([row.convergence_delta], dtype=np.float32)
-    return Attribution(
-        method=row.method,
-        target=params.target,
-        aggregation=params.aggregation,
-        target_positions=(row.target_position,),
-        scores=np.asarray(row.scores, dtype=np.float32)[None, :],
-        target_scores=np.array([row.target_score], dtype=np.float32),
-        convergence_deltas=deltas,
-    )
+                send(encode_stream_row(event, decoded))
+            else:  # the result, always last
+                observed.observe_result(event, timings)
+                with observed.stage("encoding"):
+                    summary = encode_stream_summary(
+                        event, decoded, model_name=self.model_name, extra_timings=timings,
+                        tokenizer=self.explainer.tokenizer,
+                    )  # fmt: skip
+                    return self._wire(row, summary, context, line=line)
+        raise RuntimeError("the engine's stream ended without its result")
 
 
 _service = EccoHandler()

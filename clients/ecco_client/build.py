@@ -64,13 +64,15 @@ def build_request(
     float16: bool = False,
     attribute: bool = True,
     internals: pb.InternalsParams | Mapping[str, Any] | None = None,
+    stream: bool = False,
 ) -> pb.ExplainRequest:
     """An ``ExplainRequest``. ``messages``: ``(role, content)`` pairs or ``{"role", "content"}`` dicts;
     ``contrast``: a one-token text or a token id; enum options by name, any case ("log_probability").
     ``attribute=False``: no attribution (e.g. internals only). ``internals``: the keyword arguments of
     ``build_internals`` as a dict (``{"layer_predictions": True, "watch": [" Paris", " London"]}``) or
-    an ``InternalsParams`` message. The server validates everything else (and names the field when
-    something is wrong)."""
+    an ``InternalsParams`` message. ``stream=True`` asks for a stream of ``StreamEvent`` (what
+    ``EccoClient.stream`` sends; never on a unary call). The server validates everything else (and
+    names the field when something is wrong)."""
     generation = pb.GenerationParams(stop=list(stop))
     for name, value in [
         ("max_new_tokens", max_new_tokens),
@@ -118,4 +120,6 @@ def build_request(
         request.prompt = prompt
     if continuation is not None:
         request.continuation = continuation
+    if stream:
+        request.stream = True
     return request

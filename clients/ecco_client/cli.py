@@ -5,6 +5,7 @@
     ecco generate --url http://127.0.0.1:8080 --prompt "Hello" --key-file .run/serve/key_file.json
     ecco explain --prompt "The capital of France is" --no-attribution --layers --watch " Paris" --watch " London"
     ecco explain --prompt "Hi" --activations --activation-top-k 5 --nmf 3 --intervene 3:117:set:0
+    ecco explain --grpc 127.0.0.1:7070 --prompt "The capital of France is" --stream
 
 Prints a table (each explained token with its top source tokens) or, with --json, the reply's proto3
 JSON. The token: --token, else the "inference" key of --key-file, else of $ECCO_KEY_FILE,
@@ -68,7 +69,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the JSON reply instead of a table")
-    out.add_argument("--stream", action="store_true", help="gRPC: show tokens (and rows) as they arrive")
+    out.add_argument(
+        "--stream", action="store_true", help="ask for a stream: show tokens (and rows) as they arrive (gRPC or REST)"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -168,8 +171,8 @@ def _run(args: argparse.Namespace, out: Any) -> GenerateResult:
 def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     out = out or sys.stdout
     args = parser().parse_args(argv)
-    if args.stream and not args.grpc:
-        raise SystemExit("ecco: --stream needs --grpc")
+    if args.stream and args.kserve:
+        raise SystemExit("ecco: the KServe v1 paths do not stream; drop --kserve or --stream")
     try:
         result = _run(args, out)
     except EccoError as error:

@@ -90,9 +90,12 @@ class EccoClient:
         return result
 
     def stream(self, kind: Kind = "explain", **options: Any) -> Iterator[StreamItem]:
-        """gRPC only: ``TokenEvent`` per generated token, then (explain) ``RowEvent`` per explained
-        token and method, then the full ``GenerateResult`` / ``ExplainResult``."""
-        if not isinstance(self.transport, GrpcTransport):
-            raise TypeError("streaming needs the gRPC transport (EccoClient(grpc=...))")
-        for event in self.transport.stream(build_request(kind, **options)):
+        """Ask for a stream (``ExplainRequest.stream``) and yield its items as they arrive: a
+        ``TokenEvent`` per generated token, then (explain) a ``RowEvent`` per explained token and
+        method, then the full ``GenerateResult`` / ``ExplainResult`` (equal to the unary reply).
+
+        gRPC: TorchServe's StreamPredictions. REST: a chunked reply with one JSON event per line (JSON
+        wire, not the KServe v1 paths). A failure raises ``EccoError``, also after some items arrived."""
+        request = build_request(kind, **options, stream=True)
+        for event in self.transport.stream(kind, request):
             yield stream_item(event)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 #: HTTP status -> gRPC code name, as TorchServe 0.12's frontend maps a handler's status for gRPC
 #: (org.pytorch.serve.util.GRPCUtils.getGRPCStatusCode)
 GRPC_CODE_FOR_HTTP = {
@@ -69,3 +71,15 @@ class EccoError(Exception):
     @classmethod
     def from_grpc(cls, code: str, message: str) -> EccoError:
         return cls(HTTP_FOR_GRPC_CODE.get(code, 500), code, message)
+
+    @classmethod
+    def from_status(cls, status: Any) -> EccoError:
+        """From the ``google.rpc.Status`` in a reply's ``error`` field (a row of a gRPC batch, or the
+        last event of a REST stream that failed after it started)."""
+        from google.rpc import code_pb2
+
+        try:
+            name = code_pb2.Code.Name(status.code)
+        except ValueError:
+            name = "UNKNOWN"
+        return cls.from_grpc(name, status.message)

@@ -1,7 +1,10 @@
 """The two transports to TorchServe's inference API: REST (stdlib urllib) and gRPC (grpcio).
 
 Both send an ``ecco.v1.ExplainRequest`` and return the reply message (``GenerateResponse`` or
-``ExplainResponse``); failures are ``EccoError`` with the same ``(status, code)`` on both.
+``ExplainResponse``), or with ``stream`` the ``StreamEvent`` messages (gRPC StreamPredictions; REST:
+one proto3 JSON event per line of a chunked reply). Failures are ``EccoError`` with the same
+``(status, code)`` on both, whether they come as a status or as a reply's ``error`` field (a gRPC
+request that shared a TorchServe batch, or a REST stream that failed after it started).
 """
 
 from __future__ import annotations
@@ -42,7 +45,24 @@ def _parse_reply(kind: Kind, data: bytes, json_body: bool) -> Reply:
     except (json_format.ParseError, DecodeError, UnicodeDecodeError) as error:
         name = message.DESCRIPTOR.full_name
         raise EccoError(502, "INTERNAL", f"the server's reply is not a valid {name}: {error}") from None
+    if message.HasField("error"):
+        raise EccoError.from_status(message.error)
     return message
+
+
+def _parse_event(data: bytes) -> pb.StreamEvent:
+    """One streamed ``StreamEvent`` (serialized, or proto3 JSON text); an ``error`` event raises."""
+    event = pb.StreamEvent()
+    try:
+        if data.lstrip()[:1] == b"{":
+            json_format.Parse(data.decode("utf-8"), event, ignore_unknown_fields=True)
+        else:
+            event.ParseFromString(data)
+    except (json_format.ParseError, DecodeError, UnicodeDecodeError) as error:
+        raise EccoError(502, "INTERNAL", f"a streamed reply is not an ecco.v1.StreamEvent: {error}") from None
+    if event.WhichOneof("event") == "error":
+        raise EccoError.from_status(event.error)
+    return event
 
 
 class RestTransport:
@@ -76,19 +96,29 @@ class RestTransport:
         version = f"/{urllib.parse.quote(self.model_version, safe='')}" if self.model_version else ""
         return f"/{'explanations' if kind == 'explain' else 'predictions'}/{model}{version}"
 
-    def _send(self, method: str, path: str, body: bytes | None, content_type: str | None) -> tuple[bytes, str]:
+    def _open(self, method: str, path: str, body: bytes | None, content_type: str | None) -> Any:
+        """The open HTTP response (a context manager); an HTTP error status raises ``EccoError``."""
         headers = bearer(self.token)
         if content_type:
             headers["content-type"] = content_type
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.read(), response.headers.get("content-type", "")
+            return urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as error:
             raise EccoError.from_http(error.code, _error_message(error.read(), error.reason)) from None
         except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise EccoError(503, "UNAVAILABLE", f"cannot reach {self.url}: {reason}") from None
+            raise self._unreachable(error) from None
+
+    def _unreachable(self, error: BaseException) -> EccoError:
+        reason = getattr(error, "reason", error)
+        return EccoError(503, "UNAVAILABLE", f"cannot reach {self.url}: {reason}")
+
+    def _send(self, method: str, path: str, body: bytes | None, content_type: str | None) -> tuple[bytes, str]:
+        with self._open(method, path, body, content_type) as response:
+            try:
+                return response.read(), response.headers.get("content-type", "")
+            except OSError as error:
+                raise self._unreachable(error) from None
 
     def call(self, kind: Kind, request: pb.ExplainRequest) -> Reply:
         if self.wire == "proto":
@@ -105,6 +135,25 @@ class RestTransport:
                 raise EccoError(502, "INTERNAL", f"KServe reply without {key!r}: {str(outer)[:200]}")
             data = json.dumps(outer[key][0]).encode()
         return _parse_reply(kind, data, json_body=True)
+
+    def stream(self, kind: Kind, request: pb.ExplainRequest) -> Iterator[pb.StreamEvent]:
+        """The ``StreamEvent`` lines of one streamed reply (``request.stream`` set), in order, as they
+        arrive. JSON wire only; the KServe v1 paths do not stream."""
+        if self.wire != "json" or self.kserve:
+            raise ValueError(
+                "REST streams are JSON lines on /predictions and /explanations: use wire='json', no kserve"
+            )
+        payload = json.dumps(json_format.MessageToDict(request, preserving_proto_field_name=True)).encode()
+        with self._open("POST", self.path(kind), payload, "application/json") as response:
+            while True:
+                try:
+                    line = response.readline()
+                except OSError as error:
+                    raise self._unreachable(error) from None
+                if not line:
+                    return
+                if line.strip():
+                    yield _parse_event(line)
 
     def ping(self) -> str:
         data, _ = self._send("GET", "/ping", None, None)
@@ -124,6 +173,15 @@ def _error_message(body: bytes, reason: Any) -> str:
         pass
     text = body.decode("utf-8", "replace").strip()
     return text or str(reason)
+
+
+def _health_status(health: str) -> str:
+    """TorchServe 0.12's gRPC Ping answers the REST body as text (``{"status": "Healthy"}``): its status."""
+    try:
+        data = json.loads(health)
+    except ValueError:
+        return health
+    return str(data.get("status", health)) if isinstance(data, dict) else health
 
 
 class GrpcTransport:
@@ -177,17 +235,14 @@ class GrpcTransport:
             raise self._error(error) from None
         return _parse_reply(kind, response.prediction, json_body=response.prediction.lstrip()[:1] == b"{")
 
-    def stream(self, request: pb.ExplainRequest) -> Iterator[pb.StreamEvent]:
-        """The ``StreamEvent`` messages of one StreamPredictions call, in order."""
+    def stream(self, kind: Kind, request: pb.ExplainRequest) -> Iterator[pb.StreamEvent]:
+        """The ``StreamEvent`` messages of one StreamPredictions call (``request.stream`` set), in order."""
+        del kind  # the request's own kind decides on gRPC
         try:
             for response in self._stub.StreamPredictions(
                 self._request(request), timeout=self.timeout, metadata=self._metadata()
             ):
-                try:
-                    yield pb.StreamEvent.FromString(response.prediction)
-                except DecodeError as error:
-                    message = f"a streamed reply is not an ecco.v1.StreamEvent: {error}"
-                    raise EccoError(502, "INTERNAL", message) from None
+                yield _parse_event(response.prediction)
         except self._grpc.RpcError as error:
             raise self._error(error) from None
 
@@ -195,9 +250,10 @@ class GrpcTransport:
         from google.protobuf import empty_pb2
 
         try:
-            return self._stub.Ping(empty_pb2.Empty(), timeout=self.timeout, metadata=self._metadata()).health
+            health = self._stub.Ping(empty_pb2.Empty(), timeout=self.timeout, metadata=self._metadata()).health
         except self._grpc.RpcError as error:
             raise self._error(error) from None
+        return _health_status(health)
 
     def close(self) -> None:
         self._channel.close()

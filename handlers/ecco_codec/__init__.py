@@ -7,6 +7,10 @@ Imports ``ecco_engine`` and the generated ``ecco_proto`` modules; nothing of Tor
     reply = encode_explanation(explanation, decoded, model_name="smollm2",    # dict (JSON) or bytes (proto)
                                tokenizer=explainer.tokenizer)             # names internals' token ids
     http_status, grpc_code, message = status_for(error)                       # on any exception
+    reply = encode_error(grpc_code, message, decoded.wire)   # where no status can travel (gRPC batch row)
+
+Streams (``decoded.stream``): ``encode_stream_token`` / ``encode_stream_row`` per engine event, then
+``encode_stream_summary``.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ from .decode import (
     decode_request,
     to_engine_request,
     to_proto_request,
+    wire_of,
 )
 from .encode import (
     ENGINE_VERSION,
+    encode_error,
     encode_explanation,
     encode_generation,
-    encode_stream_attribution_row,
+    encode_stream_row,
     encode_stream_summary,
     encode_stream_token,
     to_attribution,
     to_explain_response,
     to_generate_response,
+    to_status,
     to_wire,
 )
 from .internals_request import decode_internals, to_proto_internals
@@ -49,9 +56,10 @@ __all__ = [
     "client_message",
     "decode_internals",
     "decode_request",
+    "encode_error",
     "encode_explanation",
     "encode_generation",
-    "encode_stream_attribution_row",
+    "encode_stream_row",
     "encode_stream_summary",
     "encode_stream_token",
     "from_int_matrix",
@@ -67,6 +75,8 @@ __all__ = [
     "to_matrix",
     "to_proto_internals",
     "to_proto_request",
+    "to_status",
     "to_wire",
+    "wire_of",
     "wire_path",
 ]

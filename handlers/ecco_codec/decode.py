@@ -61,6 +61,9 @@ class Decoded:
     wire: Wire
     #: the client asked for float16 attribution matrices
     float16: bool
+    #: the client asked for a stream of ``StreamEvent`` (``ExplainRequest.stream``): gRPC
+    #: StreamPredictions, or REST with one JSON event per line
+    stream: bool = False
 
 
 def _parse_json(body: Any) -> pb.ExplainRequest:
@@ -177,7 +180,10 @@ def to_engine_request(message: pb.ExplainRequest) -> ExplainRequest:
     )
 
 
-def _wire_of(body: Any, content_type: str | None) -> Wire:
+def wire_of(body: Any, content_type: str | None = None) -> Wire:
+    """The wire of a request body: by ``content_type`` if given (an unsupported one raises
+    ``InvalidRequest`` on "content-type"), else a dict / str is JSON and bytes are JSON when they
+    start with ``{``, else protobuf. Also the wire of an error reply to a body that failed to decode."""
     if content_type:
         media = content_type.split(";", 1)[0].strip().lower()
         if media in PROTOBUF_CONTENT_TYPES or media.startswith("application/grpc"):
@@ -187,6 +193,8 @@ def _wire_of(body: Any, content_type: str | None) -> Wire:
         raise InvalidRequest("content-type", f"unsupported {media!r}; send application/json or application/x-protobuf")
     if isinstance(body, (dict, str)):
         return "json"
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        return "proto"
     head = bytes(body[:64]).lstrip()
     return "json" if head[:1] == b"{" else "proto"
 
@@ -220,7 +228,7 @@ def decode_request(body: Any, *, content_type: str | None = None, url_kind: str 
         raise InvalidRequest("body", "is empty; send an ecco.v1.ExplainRequest as JSON or protobuf")
     if not isinstance(body, (dict, str, bytes, bytearray, memoryview)):
         raise InvalidRequest("body", f"unsupported body of type {type(body).__name__}")
-    wire = _wire_of(body, content_type)
+    wire = wire_of(body, content_type)
     if wire == "json":
         message = _parse_json(body)
     else:
@@ -228,11 +236,16 @@ def decode_request(body: Any, *, content_type: str | None = None, url_kind: str 
             raise InvalidRequest("content-type", "a protobuf content type with a JSON body")
         message = _parse_proto(body.encode("utf-8") if isinstance(body, str) else bytes(body))
     kind = _kind(message, url_kind)
-    return Decoded(kind=kind, request=to_engine_request(message), wire=wire, float16=message.float16)
+    return Decoded(
+        kind=kind, request=to_engine_request(message), wire=wire, float16=message.float16, stream=message.stream
+    )
 
 
-def to_proto_request(request: ExplainRequest, kind: Kind = "explain", *, float16: bool = False) -> pb.ExplainRequest:
-    """The wire message for an engine request, every field set explicitly: the inverse of decoding."""
+def to_proto_request(
+    request: ExplainRequest, kind: Kind = "explain", *, float16: bool = False, stream: bool = False
+) -> pb.ExplainRequest:
+    """The wire message for an engine request, every field set explicitly: the inverse of decoding
+    (``stream`` is set only when true)."""
     g, a = request.generation, request.attribution
     generation = pb.GenerationParams(
         max_new_tokens=g.max_new_tokens,
@@ -273,4 +286,6 @@ def to_proto_request(request: ExplainRequest, kind: Kind = "explain", *, float16
         message.prompt = request.prompt
     if request.continuation is not None:
         message.continuation = request.continuation
+    if stream:
+        message.stream = True
     return message

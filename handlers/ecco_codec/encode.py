@@ -13,13 +13,16 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.rpc import code_pb2, status_pb2
 
 import ecco_engine
 from ecco_engine import Attribution, Explanation, GenerationResult, Timing, Token
+from ecco_engine.attribution import AttributionRow
+from ecco_engine.explainer import GeneratedToken
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 from .arrays import to_matrix
-from .decode import Decoded
+from .decode import Decoded, Wire
 from .internals_result import to_internals_result
 
 ENGINE_VERSION: str = ecco_engine.__version__
@@ -134,28 +137,55 @@ def encode_explanation(
     return to_wire(message, decoded.wire)
 
 
-# ---- streaming (StreamPredictions): one StreamEvent per message ---------------------------------
-def encode_stream_token(token: Token, decoded: Decoded, *, index: int, position: int) -> bytes | dict[str, Any]:
-    """A generated token as soon as it is produced: ``index`` among the generated tokens, absolute ``position``."""
-    event = pb.StreamEvent(token=pb.GeneratedToken(index=index, position=position, token=_token(token)))
+# ---- streaming (ExplainRequest.stream): one StreamEvent per message ------------------------------
+def encode_stream_token(token: GeneratedToken, decoded: Decoded) -> bytes | dict[str, Any]:
+    """A generated token as soon as it is produced, with the engine's index, position and offsets."""
+    wire_token = pb.Token(id=token.id, text=token.text, start=token.start, end=token.end)
+    event = pb.StreamEvent(token=pb.GeneratedToken(index=token.index, position=token.position, token=wire_token))
     return to_wire(event, decoded.wire)
 
 
-def encode_stream_attribution_row(attribution: Attribution, row: int, decoded: Decoded) -> bytes | dict[str, Any]:
-    """Row ``row`` of ``attribution`` (the token at ``attribution.target_positions[row]``) as a StreamEvent."""
+def encode_stream_row(row: AttributionRow, decoded: Decoded) -> bytes | dict[str, Any]:
+    """One explained token's attribution row for one method, as soon as the engine computed it.
+
+    ``scores`` travel as a ``(1, target_position)`` matrix (float16 if the request asked for it);
+    integrated gradients' baseline score, convergence delta and steps are set when the row has them."""
+    scores = np.asarray(row.scores, dtype=np.float32).reshape(1, -1)
     message = pb.AttributionRow(
-        method=attribution.method,
-        target_position=attribution.target_positions[row],
-        scores=to_matrix(np.asarray(attribution.scores)[row : row + 1], float16=decoded.float16),
-        target_score=float(attribution.target_scores[row]),
+        method=row.method,
+        target_position=row.target_position,
+        scores=to_matrix(scores, float16=decoded.float16),
+        target_score=float(row.target_score),
     )
-    if attribution.baseline_scores is not None:
-        message.baseline_score = float(attribution.baseline_scores[row])
-    if attribution.convergence_deltas is not None:
-        message.convergence_delta = float(attribution.convergence_deltas[row])
-    if attribution.n_steps is not None:
-        message.n_steps = attribution.n_steps[row]
+    if row.baseline_score is not None:
+        message.baseline_score = float(row.baseline_score)
+    if row.convergence_delta is not None:
+        message.convergence_delta = float(row.convergence_delta)
+    if row.n_steps is not None:
+        message.n_steps = int(row.n_steps)
     return to_wire(pb.StreamEvent(attribution_row=message), decoded.wire)
+
+
+def to_status(code: str, message: str) -> status_pb2.Status:
+    """A ``google.rpc.Status`` from a gRPC code name (``status_for``'s second item) and a message."""
+    try:
+        number = code_pb2.Code.Value(code)
+    except ValueError:
+        raise ValueError(f"not a google.rpc.Code name: {code!r}") from None
+    return status_pb2.Status(code=number, message=message)
+
+
+def encode_error(code: str, message: str, wire: Wire) -> bytes | dict[str, Any]:
+    """The reply of a request that failed but cannot carry its own status: only ``error`` set.
+
+    ``code``: a gRPC code name ("INVALID_ARGUMENT", as ``status_for`` gives it). The field number of
+    ``error`` is 15 in ``GenerateResponse``, ``ExplainResponse`` and ``StreamEvent``, so the same bytes
+    (wire "proto") or the same ``{"error": {"code": 3, "message": ...}}`` (wire "json") parse as any
+    of them: the caller need not know whether the request was a stream or what kind it was."""
+    event = pb.StreamEvent(error=to_status(code, message))
+    if wire == "proto":
+        return event.SerializeToString()
+    return json_format.MessageToDict(event, preserving_proto_field_name=True)
 
 
 def encode_stream_summary(

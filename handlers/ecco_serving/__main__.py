@@ -1,8 +1,9 @@
 """``python -m ecco_serving archive|serve|stop|status``: build archives, run TorchServe, stop it.
 
 archive [--model DIR] [--name NAME]   build model_store/NAME.mar/ (a directory-format archive)
-serve [--name NAME ...]               start TorchServe from .run/serve/ and wait until ready
-stop                                  stop the TorchServe that `serve` started (only that one)
+serve [--name NAME ...]               start TorchServe from .run/serve/ and wait until ready, and the
+                                      handler-metrics exporter (--metrics-port, default 8083)
+stop                                  stop the TorchServe that `serve` started (only that one) and its exporter
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ def _serve(args: argparse.Namespace) -> int:
         models[name] = archive.name
     start = time.perf_counter()
     try:
-        running = server.start(args.run_dir, args.config, args.store, models, timeout=args.timeout)
+        running = server.start(
+            args.run_dir, args.config, args.store, models, timeout=args.timeout, metrics_port=args.metrics_port or None
+        )
     except server.ServerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"TorchServe is up in {time.perf_counter() - start:.0f} s, serving {', '.join(models)}")
     print(f"  REST {running.inference_url}   gRPC {running.grpc_target}   metrics {running.metrics_url}/metrics")
+    if running.metrics_exporter_url:
+        print(f"  handler metrics (all workers) {running.metrics_exporter_url}/metrics; Prometheus: monitoring/")
     print(f"  token: the 'inference' key of {running.key_file}")
     print(f"  logs:  {running.run_dir / 'logs'}")
     print("  stop:  make stop")
@@ -96,13 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     archive.add_argument("--batch-size", type=int)
     archive.add_argument("--max-batch-delay-ms", type=int)
     archive.add_argument("--response-timeout", type=int, help="seconds")
-    archive.add_argument("--limit", action="append", default=[], metavar="NAME=N", help="engine limit, repeatable")
+    archive.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="engine limit (handlers/model-config.yaml: e.g. max_n_steps=128, internals.max_top_k=20), repeatable",
+    )
     archive.set_defaults(run=_archive)
 
     serve = sub.add_parser("serve", help="start TorchServe in the background and wait until the models are ready")
     serve.add_argument("--name", action="append", help="model to serve (repeatable; default: the default model)")
     serve.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     serve.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the models")
+    serve.add_argument(
+        "--metrics-port", type=int, default=8083, help="handler-metrics exporter on 127.0.0.1 (0: do not start it)"
+    )
     serve.set_defaults(run=_serve)
 
     sub.add_parser("stop", help="stop the TorchServe started by `serve`").set_defaults(run=_stop)

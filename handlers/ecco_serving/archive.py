@@ -34,7 +34,7 @@ HANDLERS_DIR = Path(__file__).resolve().parent.parent
 HANDLER = "ecco_handler:handle"
 CONFIG_TEMPLATE = HANDLERS_DIR / "model-config.yaml"
 #: packages under handlers/ the handler imports; copied into every archive
-PACKAGES = ("ecco_engine", "ecco_codec", "ecco_proto")
+PACKAGES = ("ecco_engine", "ecco_codec", "ecco_proto", "ecco_serving")  # ecco_serving: the handler's metrics
 MODEL_SUBDIR = "model"
 ARCHIVE_SUFFIX = ".mar"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
@@ -48,7 +48,8 @@ class ArchiveSettings:
     batch_size: int | None = None
     max_batch_delay_ms: int | None = None
     response_timeout_s: int | None = None
-    limits: Mapping[str, int] | None = None
+    #: engine limits: ``{"max_n_steps": 128, "internals.max_top_k": 10}`` or ``{"internals": {...}}``
+    limits: Mapping[str, Any] | None = None
 
 
 def model_config(settings: ArchiveSettings, template: Path = CONFIG_TEMPLATE) -> dict[str, Any]:
@@ -63,11 +64,35 @@ def model_config(settings: ArchiveSettings, template: Path = CONFIG_TEMPLATE) ->
     if settings.response_timeout_s is not None:
         config["responseTimeout"] = settings.response_timeout_s
     if settings.limits:
-        unknown = set(settings.limits) - set(config["handler"]["limits"])
-        if unknown:
-            raise ValueError(f"unknown engine limits {sorted(unknown)}; known: {sorted(config['handler']['limits'])}")
-        config["handler"]["limits"].update(settings.limits)
+        _override_limits(config["handler"]["limits"], settings.limits)
     return config
+
+
+def _leaves(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": 1, "internals": {"b": 2}}`` -> ``{"a": 1, "internals.b": 2}``."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            flat.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _override_limits(limits: dict[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Set ``overrides`` (``NAME`` / ``internals.NAME`` -> N, or a nested ``internals`` mapping) in the
+    template's ``handler.limits``; a name the template does not list fails (it lists every engine limit)."""
+    known = _leaves(limits)
+    wanted = _leaves(overrides)
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise ValueError(f"unknown engine limits {unknown}; known: {sorted(known)}")
+    for path, value in wanted.items():
+        *sections, name = path.split(".")
+        target = limits
+        for section in sections:
+            target = target[section]
+        target[name] = value
 
 
 def default_name(model_dir: Path) -> str:

@@ -8,6 +8,11 @@ TorchServe 0.12 keeps machine-wide state in surprising places; this module confi
   servers (a dev server and a test session) never share a pid file or a socket.
 - ``key_file.json`` (token authorization) and ``logs/`` are written to the working directory the
   server was started from: ``<run_dir>``.
+
+With ``metrics_port``, ``start`` also runs the handler-metrics exporter (``ecco_serving.metrics_exporter``)
+on that port: the workers write their metrics to ``<run_dir>/metrics`` (``PROMETHEUS_MULTIPROC_DIR`` in
+TorchServe's environment, which the frontend hands on to every worker), the exporter serves their sum;
+``stop`` stops it with TorchServe.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .metrics import MULTIPROC_ENV, prepare_dir
+from .metrics_exporter import start_exporter, stop_exporter
 
 #: the config.properties keys that carry a port, and the address key each belongs to
 PORT_KEYS = {
@@ -58,6 +66,7 @@ class Server:
     run_dir: Path
     ports: Ports
     pid: int  # the Java frontend
+    metrics_exporter_port: int | None = None  # the handler metrics of all workers (None: not exported)
 
     @property
     def inference_url(self) -> str:
@@ -70,6 +79,11 @@ class Server:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.metrics}"
+
+    @property
+    def metrics_exporter_url(self) -> str | None:
+        """``http://127.0.0.1:<port>`` of the handler-metrics exporter (scrape ``/metrics``), if started."""
+        return None if self.metrics_exporter_port is None else f"http://127.0.0.1:{self.metrics_exporter_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -147,7 +161,12 @@ def config_with_ports(template: Path, out: Path, ports: Ports, extra: Mapping[st
     return Path(out)
 
 
-def _environment(run_dir: Path) -> dict[str, str]:
+def metrics_dir(run_dir: Path) -> Path:
+    """Where the workers of the server ``run_dir`` started write their Prometheus metrics."""
+    return Path(run_dir) / "metrics"
+
+
+def _environment(run_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     tmp = run_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -159,10 +178,14 @@ def _environment(run_dir: Path) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
     )
+    env.pop(MULTIPROC_ENV, None)  # only where ``start`` sets it: its metrics directory
+    env.update(extra or {})
     return env
 
 
-def _torchserve(args: list[str], run_dir: Path, timeout: float) -> tuple[int, str]:
+def _torchserve(
+    args: list[str], run_dir: Path, timeout: float, env: Mapping[str, str] | None = None
+) -> tuple[int, str]:
     """Run ``torchserve ARGS`` from ``run_dir``; its output (and the Java frontend's) goes to a log.
 
     The frontend inherits the output streams, so they must be a file, never a pipe we wait on.
@@ -173,7 +196,7 @@ def _torchserve(args: list[str], run_dir: Path, timeout: float) -> tuple[int, st
     with log.open("ab") as out:
         command = [sys.executable, "-m", "ts.model_server", *args]
         returncode = subprocess.run(
-            command, cwd=run_dir, env=_environment(run_dir), stdin=subprocess.DEVNULL, stdout=out,
+            command, cwd=run_dir, env=_environment(run_dir, env), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, timeout=timeout, check=False,
         ).returncode  # fmt: skip
     with log.open("rb") as out:
@@ -256,10 +279,12 @@ def start(
     models: Mapping[str, str],
     *,
     timeout: float = 300.0,
+    metrics_port: int | None = None,
 ) -> Server:
     """Start TorchServe in the background with ``models`` ({name: archive in model_store}) and wait.
 
     ``run_dir`` becomes the server's working directory (key file, logs, pid file, sockets).
+    ``metrics_port``: also start the handler-metrics exporter there (see the module doc).
     Raises ``ServerError`` if a server from this run directory is already running.
     """
     run_dir = Path(run_dir).resolve()
@@ -272,17 +297,27 @@ def start(
         shutil.rmtree(run_dir / "logs.previous", ignore_errors=True)
         logs.rename(run_dir / "logs.previous")
     ports = ports_of(read_properties(config))
+    env = {}
+    if metrics_port is not None:  # a clean metrics directory and its exporter before any worker starts
+        stop_exporter(run_dir)
+        env[MULTIPROC_ENV] = str(prepare_dir(metrics_dir(run_dir)))
+        try:
+            start_exporter(run_dir, metrics_port, metrics_dir(run_dir), clean=False)
+        except RuntimeError as error:
+            raise ServerError(str(error)) from None
     args = ["--start", "--ts-config", str(Path(config).resolve()), "--model-store", str(Path(model_store).resolve())]
     args += ["--ncs", "--models", *(f"{name}={archive}" for name, archive in models.items())]
-    returncode, output = _torchserve(args, run_dir, timeout=60)
+    returncode, output = _torchserve(args, run_dir, timeout=60, env=env)
     if returncode != 0:
+        stop_exporter(run_dir)
         raise ServerError(f"torchserve --start failed: {output}")
     deadline = time.monotonic() + 30
     while (pid := running_pid(run_dir)) is None:
         if time.monotonic() > deadline:
+            stop_exporter(run_dir)
             raise ServerError(f"TorchServe did not start: {output}")
         time.sleep(0.2)
-    server = Server(run_dir=run_dir, ports=ports, pid=pid)
+    server = Server(run_dir=run_dir, ports=ports, pid=pid, metrics_exporter_port=metrics_port)
     try:
         wait_ready(server, models, timeout)
     except BaseException:
@@ -292,12 +327,14 @@ def start(
 
 
 def stop(run_dir: Path, timeout: float = 60.0) -> bool:
-    """Stop the TorchServe this run directory started (frontend and its workers); False if none ran."""
+    """Stop the TorchServe this run directory started (frontend and its workers) and its metrics
+    exporter; False if no TorchServe ran."""
     import psutil
 
     run_dir = Path(run_dir).resolve()
     pid = running_pid(run_dir)
     if pid is None:
+        stop_exporter(run_dir)
         return False
     try:
         family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
@@ -310,4 +347,5 @@ def stop(run_dir: Path, timeout: float = 60.0) -> bool:
     psutil.wait_procs(alive, timeout=10)
     pid_file(run_dir).unlink(missing_ok=True)
     (run_dir / "key_file.json").unlink(missing_ok=True)
+    stop_exporter(run_dir)
     return True

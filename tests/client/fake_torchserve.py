@@ -3,7 +3,10 @@
 - gRPC: a servicer of TorchServe's ``InferenceAPIsService`` (the generated stubs of protos/torchserve),
   reading ``input["body"]`` and answering like the ecco handler does (codec replies, codec status codes).
 - REST: an ``http.server`` with TorchServe's paths (/predictions, /explanations, KServe v1, /ping) and
-  its error body ``{"code", "type", "message"}``.
+  its error body ``{"code", "type", "message"}``; a request with ``stream`` gets one JSON event per line
+  (a failure after the first line is an ``error`` event, as the handler sends it).
+- Model ``tiny-batched`` (gRPC) answers like a row of a multi-row TorchServe batch: a failure is an OK
+  call whose reply carries ``error`` (``ecco_codec.encode_error``), not a status.
 Both require ``Authorization: Bearer <TOKEN>``. They stand in for TorchServe until the end-to-end tests
 run the client against the real thing; every server started here is stopped by its fixture.
 """
@@ -18,20 +21,26 @@ from http.server import BaseHTTPRequestHandler
 import grpc
 
 from ecco_codec import (
+    Decoded,
     decode_request,
+    encode_error,
     encode_explanation,
     encode_generation,
-    encode_stream_attribution_row,
+    encode_stream_row,
     encode_stream_summary,
     encode_stream_token,
     status_for,
+    wire_of,
 )
 from ecco_engine import Explainer
+from ecco_engine.attribution import AttributionRow
+from ecco_engine.explainer import GeneratedToken
 from ecco_proto import INPUT_KEY
 from ecco_proto.torchserve import inference_pb2, inference_pb2_grpc
 from tiny_models import tiny_model, tiny_tokenizer
 
 MODEL = "tiny"
+BATCHED_MODEL = "tiny-batched"
 TOKEN = "test-inference-key"
 
 
@@ -42,29 +51,23 @@ class Backend:
         self.explainer = Explainer(tiny_model("gpt2"), tiny_tokenizer())
         self.lock = threading.Lock()
 
-    def reply(self, body: object, *, content_type: str | None, url_kind: str | None) -> bytes | dict:
-        decoded = decode_request(body, content_type=content_type, url_kind=url_kind)
+    def reply(self, decoded: Decoded) -> bytes | dict:
         with self.lock:
             if decoded.kind == "explain":
                 explanation = self.explainer.explain(decoded.request)
                 return encode_explanation(explanation, decoded, model_name=MODEL, tokenizer=self.explainer.tokenizer)
             return encode_generation(self.explainer.generate(decoded.request), decoded, model_name=MODEL)
 
-    def stream(self, body: bytes) -> Iterator[bytes | dict]:
-        decoded = decode_request(body)
+    def stream(self, decoded: Decoded) -> Iterator[bytes | dict]:
+        """The handler's stream: the engine's events as they come, then the summary."""
         with self.lock:
-            generation = self.explainer.generate(decoded.request)
-            start = generation.prompt_length
-            for index, token in enumerate(generation.tokens[start:]):
-                yield encode_stream_token(token, decoded, index=index, position=start + index)
-            if decoded.kind == "generate":
-                yield encode_stream_summary(generation, decoded, model_name=MODEL)
-                return
-            explanation = self.explainer.explain(decoded.request)
-            for attribution in explanation.attributions:
-                for row in range(len(attribution.target_positions)):
-                    yield encode_stream_attribution_row(attribution, row, decoded)
-            yield encode_stream_summary(explanation, decoded, model_name=MODEL, tokenizer=self.explainer.tokenizer)
+            for event in self.explainer.stream(decoded.request, attribute=decoded.kind == "explain"):
+                if isinstance(event, GeneratedToken):
+                    yield encode_stream_token(event, decoded)
+                elif isinstance(event, AttributionRow):
+                    yield encode_stream_row(event, decoded)
+                else:
+                    yield encode_stream_summary(event, decoded, model_name=MODEL, tokenizer=self.explainer.tokenizer)
 
 
 def _as_bytes(reply: bytes | dict) -> bytes:
@@ -79,32 +82,37 @@ class Servicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
     def _check(self, request, context) -> bytes:
         if dict(context.invocation_metadata()).get("authorization") != f"Bearer {TOKEN}":
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "Token Authorization failed")
-        if request.model_name != MODEL:
+        if request.model_name not in (MODEL, BATCHED_MODEL):
             context.abort(grpc.StatusCode.NOT_FOUND, f"Model not found: {request.model_name}")
         return request.input.get(INPUT_KEY, b"")
 
-    def _abort(self, error: Exception, context) -> None:
+    def _fail(self, request, error: Exception, context, body: bytes) -> bytes:
+        """A lone row's failure is the call's status; a batched row's is its reply's ``error``."""
         _, code, message = status_for(error)
-        context.abort(getattr(grpc.StatusCode, code), message)
+        if request.model_name != BATCHED_MODEL:
+            context.abort(getattr(grpc.StatusCode, code), message)
+        return _as_bytes(encode_error(code, message, wire_of(body) if body else "proto"))
 
     def Ping(self, request, context):
-        return inference_pb2.TorchServeHealthResponse(health="Healthy")
+        return inference_pb2.TorchServeHealthResponse(health='{\n  "status": "Healthy"\n}')  # as TorchServe 0.12
 
     def Predictions(self, request, context):
         body = self._check(request, context)
         try:
-            reply = self.backend.reply(body, content_type=None, url_kind=None)
+            reply = _as_bytes(self.backend.reply(decode_request(body)))
         except Exception as error:
-            self._abort(error, context)
-        return inference_pb2.PredictionResponse(prediction=_as_bytes(reply))
+            reply = self._fail(request, error, context, body)
+        return inference_pb2.PredictionResponse(prediction=reply)
 
     def StreamPredictions(self, request, context):
         body = self._check(request, context)
         try:
-            for event in self.backend.stream(body):
+            decoded = decode_request(body)
+            events = self.backend.stream(decoded) if decoded.stream else iter([self.backend.reply(decoded)])
+            for event in events:
                 yield inference_pb2.PredictionResponse(prediction=_as_bytes(event))
         except Exception as error:
-            self._abort(error, context)
+            yield inference_pb2.PredictionResponse(prediction=self._fail(request, error, context, body))
 
 
 def http_handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
@@ -133,6 +141,22 @@ def http_handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
                     return kind, True
             return None
 
+        def _stream(self, decoded: Decoded) -> None:
+            """One JSON event per line; the status is sent with the first line (errors before it: a status)."""
+            events = backend.stream(decoded)
+            first = json.dumps(next(events)).encode() + b"\n"  # errors before the first event raise here
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()  # HTTP/1.0 without content-length: the body ends when the connection closes
+            self.wfile.write(first)
+            try:
+                for event in events:
+                    self.wfile.write(json.dumps(event).encode() + b"\n")
+                    self.wfile.flush()
+            except Exception as error:
+                _, code, message = status_for(error)
+                self.wfile.write(json.dumps(encode_error(code, message, "json")).encode() + b"\n")
+
         def do_GET(self) -> None:
             if self.path == "/ping":
                 self._send(200, b'{"status": "Healthy"}', "application/json")
@@ -151,7 +175,10 @@ def http_handler(backend: Backend) -> type[BaseHTTPRequestHandler]:
             try:
                 if kserve:
                     body = json.dumps(json.loads(body)["instances"][0]).encode()
-                reply = backend.reply(body, content_type=content_type, url_kind=kind)
+                decoded = decode_request(body, content_type=content_type, url_kind=kind)
+                if decoded.stream and not kserve:
+                    return self._stream(decoded)
+                reply = backend.reply(decoded)
             except Exception as error:
                 status, _, message = status_for(error)
                 return self._error(status, message)

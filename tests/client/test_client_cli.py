@@ -92,10 +92,11 @@ def test_explain_json_is_the_reply(server_args) -> None:
 def test_generate_chat_and_stream(server_args) -> None:
     code, text = _run(["generate", *server_args["rest"], "--chat", "user:Capital of France?", "--max-new-tokens", "2"])
     assert code == 0 and "finish reason: " in text and "pos" in text
-    code, text = _run(["explain", *server_args["grpc"], *PROMPT, "--n-steps", "2", "--stream"])
-    assert code == 0
-    assert [line.split(":")[0] for line in text.splitlines()[:3]] == ["token 0", "token 1", "token 2"]
-    assert "row   integrated_gradients @ " in text and "top 5 sources" in text
+    for transport in ("grpc", "rest"):
+        code, text = _run(["explain", *server_args[transport], *PROMPT, "--n-steps", "2", "--stream"])
+        assert code == 0, transport
+        assert [line.split(":")[0] for line in text.splitlines()[:3]] == ["token 0", "token 1", "token 2"]
+        assert "row   integrated_gradients @ " in text and "top 5 sources" in text
 
 
 def test_errors_exit_1_with_the_message(server_args, capsys) -> None:
@@ -110,7 +111,7 @@ def test_errors_exit_1_with_the_message(server_args, capsys) -> None:
     )
     assert code == 1 and "UNAUTHENTICATED" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        _run(["explain", *server_args["rest"], "--prompt", "x", "--stream"])  # streaming needs gRPC
+        _run(["explain", *server_args["rest"], "--kserve", "--prompt", "x", "--stream"])  # KServe v1 cannot stream
 
 
 def test_key_file_and_module_entry_point(tmp_path, rest_url) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_torchserve import MODEL, TOKEN
+from fake_torchserve import BATCHED_MODEL, MODEL, TOKEN
 
 from ecco_client import EccoClient, EccoError, ExplainResult, GenerateResult, RowEvent, TokenEvent, read_key_file
 from ecco_client.build import build_request
@@ -88,22 +88,58 @@ def test_float16_over_grpc(clients) -> None:
         np.testing.assert_allclose(b.scores_array(), a.scores_array(), rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
 
 
-def test_stream_predictions(clients) -> None:
-    items = list(clients["grpc"].stream("explain", **OPTIONS))
+@pytest.mark.parametrize("name", ["grpc", "rest-json"])
+def test_stream(clients, name) -> None:
+    """gRPC StreamPredictions and REST JSON lines: tokens, then rows, then the unary reply."""
+    items = list(clients[name].stream("explain", **OPTIONS))
     summary = items[-1]
     assert isinstance(summary, ExplainResult)
     tokens = [i for i in items if isinstance(i, TokenEvent)]
     rows = [i for i in items if isinstance(i, RowEvent)]
-    assert [t.token for t in tokens] == list(summary.generated_tokens)
+    assert items == [*tokens, *rows, summary]  # in this order
+    assert [t.token for t in tokens] == list(summary.generated_tokens)  # ids, texts and offsets
     assert [t.position for t in tokens] == [summary.prompt_length + i for i in range(3)]
-    assert len(rows) == 2 * 3 and items.index(rows[0]) > items.index(tokens[-1])
+    assert [t.index for t in tokens] == [0, 1, 2] and len(rows) == 2 * 3
     for row in rows:
-        assert row.scores == summary.attribution(row.method).row(row.target_position)
-    assert _without_timings(summary) == _without_timings(clients["grpc"].explain(**OPTIONS))
-    generate_items = list(clients["grpc"].stream("generate", prompt="Hi", max_new_tokens=2))
+        assert row.scores == summary.attribution(row.method).row(row.target_position)[: row.target_position]
+        assert (row.n_steps == 4) == (row.method == "integrated_gradients") == (row.baseline_score is not None)
+    # the same reply as the unary call; the stages differ (a stream detokenizes while generating)
+    assert dataclasses.replace(summary, timings=()) == dataclasses.replace(clients[name].explain(**OPTIONS), timings=())
+    generate_items = list(clients[name].stream("generate", prompt="Hi", max_new_tokens=2))
     assert [type(i) for i in generate_items] == [TokenEvent, TokenEvent, GenerateResult]
-    with pytest.raises(TypeError, match="gRPC"):
-        next(clients["rest-json"].stream("explain", **OPTIONS))
+
+
+def test_stream_needs_json_lines_on_rest(clients) -> None:
+    for name in ("rest-proto", "rest-kserve"):
+        with pytest.raises(ValueError, match="JSON lines"):
+            next(clients[name].stream("explain", **OPTIONS))
+
+
+@pytest.mark.parametrize("name", ["grpc", "rest-json"])
+def test_stream_errors_raise_before_and_after_the_first_event(clients, name) -> None:
+    with pytest.raises(EccoError) as info:  # refused before anything is streamed
+        next(clients[name].stream("explain", prompt="x", max_new_tokens=0))
+    assert (info.value.status, info.value.code) == (400, "INVALID_ARGUMENT")
+    received = []
+    with pytest.raises(EccoError) as info:  # fails after the tokens: position 5 of 2 generated
+        for item in clients[name].stream("explain", prompt="x", max_new_tokens=2, positions=[5], n_steps=2):
+            received.append(item)
+    assert [type(i) for i in received] == [TokenEvent, TokenEvent]
+    assert (info.value.status, info.value.code) == (400, "INVALID_ARGUMENT")
+    assert info.value.message.startswith("attribution.positions: ")
+
+
+def test_an_error_in_the_reply_raises_like_a_status(grpc_target) -> None:
+    """A gRPC request that shared a TorchServe batch gets an OK call whose reply carries ``error``."""
+    with EccoClient(grpc=grpc_target, model=BATCHED_MODEL, token=TOKEN) as client:
+        with pytest.raises(EccoError) as info:
+            client.generate(prompt="x", max_new_tokens=100_000)
+        assert (info.value.status, info.value.code) == (413, "RESOURCE_EXHAUSTED")
+        assert info.value.message.startswith("generation.max_new_tokens: ")
+        with pytest.raises(EccoError) as info:
+            list(client.stream("explain", prompt="x", methods=["lime"]))
+        assert (info.value.status, info.value.code) == (400, "INVALID_ARGUMENT")
+        assert client.generate(prompt="x", max_new_tokens=1).generated_text  # a good request is a reply
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,23 @@ def test_every_field_survives_json_and_binary(request_: ExplainRequest, kind: st
         assert decoded.wire == ("proto" if name.startswith("proto") else "json"), name
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_stream_flag_survives_json_and_binary(stream: bool) -> None:
+    message = to_proto_request(ExplainRequest(prompt="x"), "generate", stream=stream)
+    assert message.HasField("stream") == stream  # only set when asked for
+    for body in (
+        message.SerializeToString(),
+        json_format.MessageToDict(message),
+        json.dumps({"prompt": "x", "stream": stream}),
+    ):
+        decoded = decode_request(body)
+        assert decoded.stream is stream and decoded.request == ExplainRequest(prompt="x")
+
+
+def test_stream_flag_must_be_a_boolean() -> None:
+    assert "true or false" in str(_invalid({"prompt": "x", "stream": "yes"}, "stream"))
+
+
 def test_json_body_as_written_by_hand() -> None:
     body = {
         "prompt": "Hi",
@@ -100,7 +117,7 @@ def test_json_body_as_written_by_hand() -> None:
 def test_omitted_fields_give_engine_defaults(body) -> None:
     decoded = decode_request(body)
     assert decoded.request == ExplainRequest(prompt="x")
-    assert decoded.float16 is False
+    assert decoded.float16 is False and decoded.stream is False
 
 
 def test_enum_tables_cover_both_sides() -> None:

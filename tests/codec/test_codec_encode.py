@@ -11,15 +11,19 @@ from google.protobuf import descriptor_pb2, json_format
 from ecco_codec import (
     ENGINE_VERSION,
     decode_request,
+    encode_error,
     encode_explanation,
     encode_generation,
-    encode_stream_attribution_row,
+    encode_stream_row,
     encode_stream_summary,
     encode_stream_token,
     from_matrix,
+    status_for,
     to_proto_request,
 )
-from ecco_engine import Explanation, Timing
+from ecco_engine import Explanation, GenerationResult, LimitExceeded, Timing
+from ecco_engine.attribution import AttributionRow
+from ecco_engine.explainer import GeneratedToken
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 #: IEEE half precision: relative rounding error <= 2**-11 for normal numbers, absolute <= 2**-25 below 2**-14
@@ -136,40 +140,56 @@ def test_generate_and_explain_responses_share_field_numbers() -> None:
     assert {explain[name][0] for name in only_explain} <= reserved  # never reused by GenerateResponse
 
 
+@pytest.fixture(scope="module")
+def stream_events(explainer, explain_request) -> list:
+    """The engine's own stream of the conftest request: tokens, rows, then the explanation."""
+    return list(explainer.stream(explain_request))
+
+
 @pytest.mark.parametrize("float16", [False, True])
-def test_stream_events(explanation, explain_request, float16: bool) -> None:
+def test_stream_events_round_trip(stream_events, explain_request, float16: bool) -> None:
     decoded = _decoded(explain_request, "proto", float16=float16)
+    tokens = [e for e in stream_events if isinstance(e, GeneratedToken)]
+    rows = [e for e in stream_events if isinstance(e, AttributionRow)]
+    explanation = stream_events[-1]
+    assert isinstance(explanation, Explanation) and len(tokens) == 3 and len(rows) == 2 * 3
     generation = explanation.generation
-    tokens = generation.tokens[generation.prompt_length :]
-    for index, token in enumerate(tokens):
-        event = pb.StreamEvent.FromString(
-            encode_stream_token(token, decoded, index=index, position=generation.prompt_length + index)
-        )
+    for token in tokens:  # index, position, id, text and offsets exactly as the engine streamed them
+        event = pb.StreamEvent.FromString(encode_stream_token(token, decoded))
         assert event.WhichOneof("event") == "token"
-        assert (event.token.index, event.token.position, event.token.token.id) == (
-            index,
-            generation.prompt_length + index,
-            token.id,
-        )
-    for attribution in explanation.attributions:
-        for row, position in enumerate(attribution.target_positions):
-            event = pb.StreamEvent.FromString(encode_stream_attribution_row(attribution, row, decoded))
-            got = event.attribution_row
-            assert (event.WhichOneof("event"), got.method, got.target_position) == (
-                "attribution_row",
-                attribution.method,
-                position,
-            )
-            expected = attribution.scores[row : row + 1]
-            if float16:
-                np.testing.assert_allclose(from_matrix(got.scores), expected, rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
-            else:
-                np.testing.assert_array_equal(from_matrix(got.scores), expected)
-            assert np.float32(got.target_score) == attribution.target_scores[row]
-            is_ig = attribution.method == "integrated_gradients"
-            assert got.HasField("convergence_delta") == is_ig and got.HasField("n_steps") == is_ig
-            if is_ig:
-                assert np.float32(got.convergence_delta) == attribution.convergence_deltas[row]
+        got = event.token
+        assert (got.index, got.position, got.token.id, got.token.text, got.token.start, got.token.end) == (
+            token.index, token.position, token.id, token.text, token.start, token.end,
+        )  # fmt: skip
+        final = generation.tokens[token.position]  # ... which are those of the final reply
+        assert (got.token.id, got.token.text, got.token.start, got.token.end) == (
+            final.id, final.text, final.start, final.end,
+        )  # fmt: skip
+    for row in rows:
+        event = pb.StreamEvent.FromString(encode_stream_row(row, decoded))
+        got = event.attribution_row
+        assert (event.WhichOneof("event"), got.method, got.target_position) == (
+            "attribution_row", row.method, row.target_position,
+        )  # fmt: skip
+        assert (got.scores.rows, got.scores.cols) == (1, row.target_position)
+        expected = np.asarray(row.scores, dtype=np.float32)[None, :]
+        if float16:
+            assert not got.scores.values
+            np.testing.assert_allclose(from_matrix(got.scores), expected, rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
+        else:
+            np.testing.assert_array_equal(from_matrix(got.scores), expected)
+        assert np.float32(got.target_score) == np.float32(row.target_score)
+        is_ig = row.method == "integrated_gradients"
+        for name in ("convergence_delta", "baseline_score", "n_steps"):
+            assert got.HasField(name) == is_ig, name
+        if is_ig:
+            assert np.float32(got.convergence_delta) == np.float32(row.convergence_delta)
+            assert np.float32(got.baseline_score) == np.float32(row.baseline_score)
+            assert got.n_steps == row.n_steps == 4
+        # the streamed row is the final attribution's row (its first target_position sources)
+        final = explanation.attribution(row.method)
+        i = final.target_positions.index(row.target_position)
+        np.testing.assert_array_equal(expected[0], final.scores[i, : row.target_position])
     summary = pb.StreamEvent.FromString(encode_stream_summary(explanation, decoded, model_name="tiny"))
     assert summary.WhichOneof("event") == "explain_summary"
     assert summary.explain_summary == pb.ExplainResponse.FromString(
@@ -179,7 +199,48 @@ def test_stream_events(explanation, explain_request, float16: bool) -> None:
     assert generate_summary.WhichOneof("event") == "generate_summary"
 
 
-def test_stream_events_follow_a_json_wire(explanation, explain_request) -> None:
+def test_generate_stream_round_trip(explainer, explain_request) -> None:
+    decoded = _decoded(explain_request, "json", kind="generate")
+    *tokens, result = list(explainer.stream(explain_request, attribute=False))
+    assert isinstance(result, GenerationResult)
+    events = [_parse(encode_stream_token(t, decoded), pb.StreamEvent) for t in tokens]
+    assert [(e.token.position, e.token.token) for e in events] == [
+        (result.prompt_length + i, pb.Token(id=t.id, text=t.text, start=t.start, end=t.end))
+        for i, t in enumerate(result.tokens[result.prompt_length :])
+    ]
+    summary = _parse(encode_stream_summary(result, decoded, model_name="tiny"), pb.StreamEvent)
+    assert summary.generate_summary.generated_text == result.generated_text
+
+
+def test_stream_events_follow_a_json_wire(stream_events, explain_request) -> None:
     decoded = _decoded(explain_request, "json")
-    event = encode_stream_attribution_row(explanation.attributions[0], 0, decoded)
+    row = next(e for e in stream_events if isinstance(e, AttributionRow))
+    event = encode_stream_row(row, decoded)
     assert isinstance(event, dict) and set(event) == {"attribution_row"}
+    assert _parse(event, pb.StreamEvent) == pb.StreamEvent.FromString(
+        encode_stream_row(row, _decoded(explain_request, "proto"))
+    )
+    token = encode_stream_token(stream_events[0], decoded)
+    assert isinstance(token, dict) and set(token) == {"token"}
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_error_reply_parses_as_every_reply_type(wire: str) -> None:
+    _status, code, message = status_for(LimitExceeded("max_new_tokens", "must be at most 32, got 99"))
+    reply = encode_error(code, message, wire)
+    if wire == "json":
+        assert reply == {"error": {"code": 8, "message": "generation.max_new_tokens: must be at most 32, got 99"}}
+    for message_type in (pb.GenerateResponse, pb.ExplainResponse, pb.StreamEvent):
+        parsed = _parse(reply, message_type)
+        assert parsed.error.code == 8  # google.rpc.Code.RESOURCE_EXHAUSTED
+        assert parsed.error.message == message
+        assert [f.name for f, _ in parsed.ListFields()] == ["error"]  # nothing else is set
+    assert pb.StreamEvent.FromString(encode_error("INVALID_ARGUMENT", "x", "proto")).WhichOneof("event") == "error"
+    with pytest.raises(ValueError, match=r"google\.rpc\.Code"):
+        encode_error("BAD_CODE", "x", wire)
+
+
+def test_error_field_has_the_same_number_everywhere() -> None:
+    numbers = {m.DESCRIPTOR.fields_by_name["error"].number for m in (pb.GenerateResponse, pb.ExplainResponse)}
+    assert numbers == {pb.StreamEvent.DESCRIPTOR.fields_by_name["error"].number} == {15}
+    assert pb.StreamEvent.DESCRIPTOR.fields_by_name["error"].containing_oneof.name == "event"

@@ -8,7 +8,7 @@ Two archives (one worker each, batchSize 4 so concurrent requests batch):
 
 TorchServe runs from a temporary run directory (pid file, worker sockets, key file, logs), so it never
 meets a TorchServe a developer is running; it is stopped at the end of the session and every process
-it started (frontend and workers) is checked to be gone.
+it started (frontend, workers and the handler-metrics exporter) is checked to be gone.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ import torch
 from ecco_engine import EngineLimits, Explainer
 from ecco_engine.loading import load_model
 from ecco_serving.archive import ArchiveSettings, build_archive
+from ecco_serving.metrics_exporter import running_exporter
 from ecco_serving.server import Ports, config_with_ports, free_ports, start, stop
 from tiny_models import tiny_model, tiny_tokenizer
 from ts_calls import Served
 
 REPO = Path(__file__).resolve().parents[2]
 #: engine limits of the test archives (small, so that 413 is cheap to provoke)
-LIMITS = {"max_new_tokens": 32, "max_n_steps": 128}
+#: internals.max_activation_elements: a prompt of ~10 tokens (2 blocks x 64 neurons) fits, ~40 do not
+LIMITS = {"max_new_tokens": 32, "max_n_steps": 128, "internals": {"max_activation_elements": 4096}}
 BATCH = ArchiveSettings(workers=1, batch_size=4, max_batch_delay_ms=100, response_timeout_s=120, limits=LIMITS)
 
 
@@ -54,11 +56,13 @@ def served(tmp_path_factory, model_dirs) -> Iterator[Served]:
     store = tmp_path_factory.mktemp("store")
     archives = {name: build_archive(folder, store, name, BATCH).name for name, folder in model_dirs.items()}
     run_dir = tmp_path_factory.mktemp("run")
-    config = config_with_ports(REPO / "config.properties", run_dir / "config.properties", Ports(*free_ports(6)))
+    ports = free_ports(7)
+    config = config_with_ports(REPO / "config.properties", run_dir / "config.properties", Ports(*ports[:6]))
     started = time.perf_counter()
-    server = start(run_dir, config, store, archives, timeout=240)
+    server = start(run_dir, config, store, archives, timeout=240, metrics_port=ports[6])  # + metrics exporter
     print(f"\nTorchServe up with {list(archives)} in {time.perf_counter() - started:.1f} s")
     family = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    family += [psutil.Process(pid) for pid in [running_exporter(run_dir)] if pid is not None]
     try:
         yield Served(server=server, model_dirs=dict(model_dirs), keys=server.keys())
     finally:
@@ -71,4 +75,4 @@ def served(tmp_path_factory, model_dirs) -> Iterator[Served]:
 def reference(model_dirs) -> Explainer:
     """The in-process engine on the same model folder and limits as the served ``tiny``."""
     model, tokenizer = load_model(model_dirs["tiny"])
-    return Explainer(model, tokenizer, limits=EngineLimits(**LIMITS))
+    return Explainer(model, tokenizer, limits=EngineLimits.from_mapping(LIMITS))

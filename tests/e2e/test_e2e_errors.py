@@ -3,12 +3,13 @@ a worker that keeps serving correct results afterwards."""
 
 from __future__ import annotations
 
-import json
 import threading
 
 import grpc
 import pytest
 
+from ecco_client import EccoClient, EccoError, ExplainResult, RowEvent, TokenEvent
+from ecco_proto.ecco.v1 import ecco_pb2 as pb
 from ts_calls import (
     EXPLAIN,
     GENERATE,
@@ -93,6 +94,31 @@ def _batch_count(served) -> int:
     return log.read_text().count("handling a batch of 4 requests") if log.exists() else 0
 
 
+def _in_one_batch(served, calls: dict, check) -> None:
+    """Run the four ``calls`` at once until they form one TorchServe batch of 4 (maxBatchDelay 100 ms);
+    ``check(results)`` every time. A call's result is its return value or the exception it raised."""
+    for _attempt in range(3):
+        before = _batch_count(served)
+        barrier, results = threading.Barrier(len(calls)), {}
+
+        def run(name, call, barrier=barrier, results=results):
+            barrier.wait()
+            try:
+                results[name] = call()
+            except Exception as error:  # the checks look at it
+                results[name] = error
+
+        threads = [threading.Thread(target=run, args=item) for item in calls.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        check(results)
+        if _batch_count(served) > before:
+            return
+    pytest.fail("the four concurrent requests never formed one batch of 4")
+
+
 def test_mixed_batch_gives_each_row_its_own_result(served, reference):
     """Four concurrent requests (REST good / REST 400 / gRPC good / gRPC 413) land in one batch of 4."""
     bad = {"prompt": "x", "generation": {"max_new_tokens": 0}}
@@ -103,32 +129,59 @@ def test_mixed_batch_gives_each_row_its_own_result(served, reference):
         "grpc ok": lambda: grpc_predict(served, "tiny", request_message("generate", GENERATE).SerializeToString()),
         "grpc too big": lambda: grpc_predict(served, "tiny", request_message("generate", too_big).SerializeToString()),
     }
-    for _attempt in range(3):  # the batch forms when all four arrive within maxBatchDelay (100 ms)
-        before = _batch_count(served)
-        barrier, results = threading.Barrier(len(calls)), {}
 
-        def run(name, call, barrier=barrier, results=results):
-            barrier.wait()
-            results[name] = call()
-
-        threads = [threading.Thread(target=run, args=item) for item in calls.items()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-
+    def check(results):
         assert results["rest ok"].status == 200
         assert_same(reply_message(results["rest ok"].json()), in_process(reference, "explain", EXPLAIN))
         assert results["rest bad"].status == 400
         assert "generation.max_new_tokens" in results["rest bad"].json()["message"]
         assert_same(reply_message(results["grpc ok"]), in_process(reference, "generate", GENERATE))
-        # TorchServe 0.12 ignores a row's status on gRPC: inside a batch the error travels as the reply bytes
-        error = json.loads(results["grpc too big"])
-        assert (error["code"], error["type"]) == (413, "RESOURCE_EXHAUSTED")
-        if _batch_count(served) > before:
-            break
-    else:
-        pytest.fail("the four concurrent requests never formed one batch of 4")
+        # a gRPC row's status cannot travel in a batch (TorchServe 0.12): an OK call whose reply carries
+        # `error` -- unless it was alone in its batch (a retry), then it is a real RESOURCE_EXHAUSTED
+        if isinstance(results["grpc too big"], grpc.RpcError):
+            assert results["grpc too big"].code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        else:
+            reply = pb.GenerateResponse.FromString(results["grpc too big"])
+            assert reply.error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+            assert reply.error.message.startswith("generation.max_new_tokens: ")
+            assert not reply.tokens and not reply.generated_text  # nothing else is set
+
+    _in_one_batch(served, calls, check)
+
+
+def test_client_in_a_multi_row_grpc_batch(served, reference):
+    """ecco_client over gRPC, four rows of one batch: the bad rows raise EccoError with their code (a
+    unary call and a stream), the others succeed (a unary explain and a stream)."""
+    client = EccoClient(grpc=served.server.grpc_target, model="tiny", token=served.token, timeout=120)
+    assert client.ping() == "Healthy"  # connected before the calls race
+    ok_stream = {"prompt": "The capital of France is", "max_new_tokens": 3, "methods": ["grad_x_input"]}
+    calls = {
+        "explain ok": lambda: client.explain(prompt=EXPLAIN["prompt"], max_new_tokens=3, n_steps=8,
+                                             methods=["integrated_gradients", "grad_x_input"]),
+        "generate too big": lambda: client.generate(prompt="x", max_new_tokens=99),
+        "stream ok": lambda: list(client.stream("explain", **ok_stream)),
+        "stream bad": lambda: list(client.stream("explain", prompt="x", methods=["nope"])),
+    }  # fmt: skip
+
+    def check(results):
+        explained = results["explain ok"]
+        assert isinstance(explained, ExplainResult), explained
+        assert_same(reply_message(explained.message.SerializeToString()), in_process(reference, "explain", EXPLAIN))
+        too_big = results["generate too big"]
+        assert isinstance(too_big, EccoError) and (too_big.status, too_big.code) == (413, "RESOURCE_EXHAUSTED")
+        assert too_big.message.startswith("generation.max_new_tokens: ")
+        items = results["stream ok"]
+        assert isinstance(items, list), items
+        assert [type(i) for i in items] == [TokenEvent] * 3 + [RowEvent] * 3 + [ExplainResult]
+        assert [i.token for i in items[:3]] == list(items[-1].generated_tokens)
+        bad = results["stream bad"]
+        assert isinstance(bad, EccoError) and (bad.status, bad.code) == (400, "INVALID_ARGUMENT")
+        assert bad.message.startswith("attribution.methods")
+
+    try:
+        _in_one_batch(served, calls, check)
+    finally:
+        client.close()
 
 
 def test_worker_keeps_serving_correct_results_after_errors(served, reference):

@@ -93,6 +93,11 @@ LIMITS = [
     ("watch", _with_internals(watch=[{"id": i} for i in range(33)]), "internals.watch", "max_watch"),
     ("positions", {**_with_internals(layer_predictions=True, positions=list(range(257))), "prompt": LONG_PROMPT},
      "internals.positions", "max_positions"),
+    # set small in the e2e archive's model-config.yaml (conftest.LIMITS, nested under `internals`): LOOK's
+    # ~11 positions x 2 blocks x 64 neurons fit, 5 sentences (~40 positions) do not
+    ("activation elements",
+     {**_with_internals(activations=True), "prompt": " ".join(["The capital of France is Paris."] * 5)},
+     "internals.activations", "max_activation_elements"),
 ]  # fmt: skip
 
 

@@ -104,9 +104,26 @@ def grpc_predict(served: Served, model: str, body: bytes, *, token: str | None =
 
 
 def grpc_stream(served: Served, model: str, body: bytes, *, token: str | None = "") -> list[bytes]:
+    """``StreamPredictions``: every message's bytes; raises ``grpc.RpcError`` on a status."""
+    received, error = grpc_stream_until_status(served, model, body, token=token)
+    if error is not None:
+        raise error
+    return received
+
+
+def grpc_stream_until_status(
+    served: Served, model: str, body: bytes, *, token: str | None = ""
+) -> tuple[list[bytes], grpc.RpcError | None]:
+    """``StreamPredictions``: the messages received, and the error status that ended the call (or None)."""
     request = inference_pb2.PredictionsRequest(model_name=model, input={"body": body})
     replies = _stub(served).StreamPredictions(request, metadata=_metadata(served, token), timeout=TIMEOUT_S)
-    return [reply.prediction for reply in replies]
+    received: list[bytes] = []
+    try:
+        for reply in replies:
+            received.append(reply.prediction)
+    except grpc.RpcError as error:
+        return received, error
+    return received, None
 
 
 def request_message(kind: str, fields: dict[str, Any]) -> pb.ExplainRequest:

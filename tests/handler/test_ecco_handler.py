@@ -18,7 +18,7 @@ from ts.utils.util import PredictionException
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 from tiny_models import tiny_model, tiny_tokenizer
 
-LIMITS = {"max_new_tokens": 8}
+LIMITS = {"max_new_tokens": 8, "internals": {"max_watch": 2}}  # as model-config.yaml nests them
 EXPLAIN = {"prompt": "The capital", "generation": {"max_new_tokens": 2}, "attribution": {"n_steps": 4}}
 GENERATE = {"prompt": "The capital", "generation": {"max_new_tokens": 2}}
 
@@ -99,7 +99,7 @@ def test_mixed_batch_every_row_its_own_status(handler):
     ]
     replies, context = run(handler, rows)
     statuses = [context.get_response_status(i)[0] for i in range(len(rows))]
-    assert statuses == [200, 400, 200, 413, 400]
+    assert statuses == [200, 400, 200, 413, 200]  # gRPC: TorchServe ignores a row's status, the reply carries it
     assert json.loads(replies[0])["generated_text"]
     assert json.loads(replies[1]) == {
         "code": 400,
@@ -108,7 +108,42 @@ def test_mixed_batch_every_row_its_own_status(handler):
     }
     assert pb.GenerateResponse.FromString(replies[2]).generated_text
     assert json.loads(replies[3])["type"] == "RESOURCE_EXHAUSTED"
-    assert json.loads(replies[4])["message"].startswith("attribution.methods")  # gRPC row: error in the bytes
+    error = pb.ExplainResponse.FromString(replies[4]).error  # gRPC row: the error travels in the reply
+    assert error.code == 3 and error.message.startswith("attribution.methods")  # google.rpc.Code.INVALID_ARGUMENT
+    assert context.get_response_headers(4)["ts_stream_next"] == "false"
+
+
+def test_grpc_error_reply_follows_the_request_wire(handler):
+    """A JSON-bytes gRPC request gets a JSON error; undecodable bytes get a serialized one."""
+    json_row = ({"body": bytearray(b'{"prompt": "x", "generation": {"max_new_tokens": 0}}')}, {})
+    garbage = ({"body": bytearray(b"\xff\xfe garbage")}, {})
+    replies, _ = run(handler, [json_row, garbage, grpc_row(GENERATE)])
+    assert json.loads(replies[0]) == {
+        "error": {"code": 3, "message": "generation.max_new_tokens: must be at least 1, got 0"}
+    }
+    assert pb.StreamEvent.FromString(replies[1]).error.code == 3
+    assert pb.GenerateResponse.FromString(replies[2]).generated_text
+
+
+def test_limits_nest_internals_and_unknown_names_fail_at_start_up(handler, tmp_path):
+    assert handler.explainer.limits.internals.max_watch == 2
+    look = {"prompt": "x", "attribution": {"skip": True}, "internals": {"watch": [{"id": i} for i in range(3)]}}
+    replies, context = run(handler, [rest_row(look, explain=True)])
+    assert context.get_response_status(0)[0] == 413
+    assert json.loads(replies[0])["message"].startswith("internals.watch: ") and "max_watch" in replies[0].decode()
+    bad = {"handler": {"limits": {"internals": {"max_wach": 2}}}}
+    context = Context("tiny", str(tmp_path), {}, 1, None, "0.12.0", model_yaml_config=bad)
+    with pytest.raises(ValueError, match=r"internals\.max_wach"):
+        ecco_handler.EccoHandler().initialize(context)
+
+
+def test_explain_reply_names_the_internals_tokens(handler):
+    look = {"prompt": "The capital", "attribution": {"skip": True}, "generation": {"max_new_tokens": 1},
+            "internals": {"layer_predictions": True, "top_k": 2}}  # fmt: skip
+    replies, _ = run(handler, [grpc_row(look, pb.EXPLAIN)])
+    internals = pb.ExplainResponse.FromString(replies[0]).internals
+    ids = set(internals.layer_predictions.predictions[0].token_ids.values)
+    assert ids and ids <= set(internals.token_texts)  # the handler passes the tokenizer to the codec
 
 
 @pytest.mark.parametrize(("fields", "status"), [
@@ -148,30 +183,28 @@ def test_internal_error_is_500_with_a_generic_message_and_logged(handler, monkey
 
 @pytest.fixture
 def streamed(monkeypatch):
-    """Make every decoded request ask for a stream (the schema's ``stream`` flag is pending) and
-    capture what the handler sends as intermediate replies: ``[(row index, payload bytes)]``."""
-    import dataclasses
-
+    """Capture what the handler sends as intermediate replies: ``[(row index, payload bytes)]``."""
     sent: list[tuple[int, bytes]] = []
-    decode = ecco_handler.decode_request
-
-    def decode_streaming(*args, **kwargs):
-        decoded = decode(*args, **kwargs)
-        fields = {f.name: getattr(decoded, f.name) for f in dataclasses.fields(decoded)}
-        return type("StreamingDecoded", (), {**fields, "stream": True})()
 
     def capture(ret, req_id_map, message, code, context):
         assert code == 200 and list(ret) == list(req_id_map)  # only the streaming row is addressed
         sent.extend((index, ret[index]) for index in req_id_map)
 
-    monkeypatch.setattr(ecco_handler, "decode_request", decode_streaming)
     monkeypatch.setattr(ecco_handler, "send_intermediate_predict_response", capture)
     return sent
 
 
+STREAM_EXPLAIN = {
+    **EXPLAIN,
+    "attribution": {"methods": ["integrated_gradients", "saliency"], "n_steps": 4},
+    "stream": True,
+}
+#: fails after its tokens were streamed: position 5 of 2 generated tokens
+FAILS_MID_STREAM = {**EXPLAIN, "attribution": {"positions": [5], "n_steps": 4}, "stream": True}
+
+
 def test_stream_sends_tokens_then_rows_then_the_summary(handler, streamed):
-    fields = {**EXPLAIN, "attribution": {"methods": ["integrated_gradients", "saliency"], "n_steps": 4}}
-    replies, context = run(handler, [grpc_row(fields, pb.EXPLAIN)])
+    replies, context = run(handler, [grpc_row(STREAM_EXPLAIN, pb.EXPLAIN)])
     events = [pb.StreamEvent.FromString(data) for _, data in streamed]
     assert [e.WhichOneof("event") for e in events] == ["token"] * 2 + ["attribution_row"] * 4
     summary = pb.StreamEvent.FromString(replies[0]).explain_summary
@@ -185,11 +218,71 @@ def test_stream_sends_tokens_then_rows_then_the_summary(handler, streamed):
         i = list(full.target_positions).index(row.target_position)
         assert list(row.scores.values) == list(full.scores.values[i * full.scores.cols :][: row.scores.cols])
         assert row.target_score == full.target_scores[i]
+        if row.method == "integrated_gradients":  # IG's metadata travels with the row
+            assert (row.n_steps, row.baseline_score) == (full.n_steps[i], full.baseline_scores[i])
+            assert row.convergence_delta == full.convergence_deltas[i]
+        else:
+            assert not row.HasField("n_steps") and not row.HasField("baseline_score")
     assert context.get_response_headers(0)["ts_stream_next"] == "false"
 
 
+def test_generate_stream_sends_tokens_then_the_summary(handler, streamed):
+    replies, _ = run(handler, [grpc_row({**GENERATE, "stream": True})])
+    events = [pb.StreamEvent.FromString(data) for _, data in streamed]
+    summary = pb.StreamEvent.FromString(replies[0]).generate_summary
+    assert [e.token.token for e in events] == list(summary.tokens[summary.prompt_length :]) and len(events) == 2
+    assert (
+        summary.generated_text
+        == pb.GenerateResponse.FromString(run(handler, [grpc_row(GENERATE)])[0][0]).generated_text
+    )
+
+
+def test_without_the_flag_nothing_is_streamed(handler, streamed):
+    replies, _ = run(handler, [grpc_row(EXPLAIN, pb.EXPLAIN)])
+    assert not streamed and pb.ExplainResponse.FromString(replies[0]).attributions
+
+
 def test_rest_stream_is_json_lines(handler, streamed):
-    replies, _ = run(handler, [rest_row(EXPLAIN, explain=True)])
+    replies, _ = run(handler, [rest_row({**EXPLAIN, "stream": True}, explain=True)])
     lines = [data for _, data in streamed] + [replies[0]]
     assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in lines)
-    assert "explain_summary" in json.loads(lines[-1])
+    assert [next(iter(json.loads(line))) for line in lines] == [
+        "token",
+        "token",
+        "attribution_row",
+        "attribution_row",
+        "explain_summary",
+    ]
+
+
+def test_stream_refusals_are_400_naming_stream(handler, streamed):
+    binary = (
+        {"body": bytearray(_proto({**GENERATE, "stream": True}))},
+        {**rest_row(GENERATE)[1], "Content-Type": "application/x-protobuf"},
+    )
+    kserve = rest_row({"instances": [{**GENERATE, "stream": True}]}, kserve=True)
+    replies, context = run(handler, [binary, kserve])
+    assert [context.get_response_status(i)[0] for i in range(2)] == [400, 400]
+    assert json.loads(replies[0])["message"].startswith("stream: ")
+    assert json.loads(replies[1])["message"].startswith("instances[0].stream: ")
+    assert not streamed
+
+
+def test_rest_stream_failing_after_its_tokens_ends_with_an_error_line(handler, streamed):
+    replies, context = run(handler, [rest_row(FAILS_MID_STREAM, explain=True), rest_row(GENERATE)])
+    assert [next(iter(json.loads(data))) for _, data in streamed] == ["token", "token"]
+    assert context.get_response_status(0)[0] == 200  # already sent with the first line
+    error = json.loads(replies[0])["error"]
+    assert error["code"] == 3 and error["message"].startswith("attribution.positions: ")
+    assert replies[0].endswith(b"\n") and json.loads(replies[1])["generated_text"]  # the other row is served
+
+
+def test_grpc_stream_failing_after_its_tokens(handler, streamed):
+    """Alone: the call ends with the status (after the tokens); in a batch: the last message is the error."""
+    with pytest.raises(PredictionException) as raised:
+        run(handler, [grpc_row(FAILS_MID_STREAM, pb.EXPLAIN)])
+    assert raised.value.error_code == 400 and raised.value.message.startswith("attribution.positions")
+    assert len(streamed) == 2
+    replies, _ = run(handler, [grpc_row(FAILS_MID_STREAM, pb.EXPLAIN), grpc_row(GENERATE)])
+    assert pb.StreamEvent.FromString(replies[0]).WhichOneof("event") == "error"
+    assert pb.GenerateResponse.FromString(replies[1]).generated_text

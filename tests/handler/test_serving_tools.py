@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ecco_engine import EngineLimits
+from ecco_engine.internals import InternalsLimits
+from ecco_serving.__main__ import main as serving_main
 from ecco_serving.archive import PACKAGES, ArchiveSettings, build_archive, default_name, model_config
 from ecco_serving.server import Ports, config_with_ports, ports_of, read_properties
 from tiny_models import tiny_model, tiny_tokenizer
@@ -31,6 +35,37 @@ def test_model_config_applies_overrides_and_rejects_unknown_limits():
     assert config["handler"]["limits"]["max_new_tokens"] == 256  # the template's value stays
     with pytest.raises(ValueError, match="max_step"):
         model_config(ArchiveSettings(limits={"max_step": 1}))
+
+
+def test_internals_limits_are_nested_and_checked():
+    dotted = model_config(ArchiveSettings(limits={"internals.max_activation_elements": 5, "max_methods": 2}))
+    nested = model_config(ArchiveSettings(limits={"internals": {"max_activation_elements": 5}, "max_methods": 2}))
+    assert dotted == nested
+    limits = EngineLimits.from_mapping(dotted["handler"]["limits"])  # what the handler does at start-up
+    assert (limits.internals.max_activation_elements, limits.max_methods) == (5, 2)
+    assert limits.internals.max_top_k == InternalsLimits().max_top_k  # the rest stays
+    for bad in ({"internals.max_topk": 1}, {"internals": {"nope": 1}}, {"max_top_k": 1}):
+        with pytest.raises(ValueError, match="unknown engine limits"):
+            model_config(ArchiveSettings(limits=bad))
+
+
+def test_template_lists_every_engine_limit_at_its_default():
+    """handlers/model-config.yaml documents the engine's defaults: every limit, the same values."""
+    template = model_config(ArchiveSettings())["handler"]["limits"]
+    assert EngineLimits.from_mapping(template) == EngineLimits()
+    assert set(template["internals"]) == {f.name for f in dataclasses.fields(InternalsLimits)}
+    assert set(template) - {"internals"} == {f.name for f in dataclasses.fields(EngineLimits)} - {"internals"}
+
+
+def test_archive_cli_accepts_internals_limits(model_dir, tmp_path):
+    code = serving_main(
+        ["--store", str(tmp_path), "archive", "--model", str(model_dir), "--name", "t",
+         "--limit", "internals.max_watch=3", "--limit", "max_n_steps=9"]
+    )  # fmt: skip
+    assert code == 0
+    config = yaml.safe_load((tmp_path / "t.mar" / "model-config.yaml").read_text())
+    assert config["handler"]["limits"]["internals"]["max_watch"] == 3
+    assert config["handler"]["limits"]["max_n_steps"] == 9
 
 
 def test_archive_is_a_directory_with_linked_weights(model_dir, tmp_path):
