@@ -4,8 +4,9 @@ Imports torch, transformers, captum, numpy (and scikit-learn for analysis) only:
 TorchServe, gRPC, protobuf, HTTP or HTML. Entry point: ``Explainer(model, tokenizer).explain(request)``.
 """
 
+from .attribution import AttributionRow
 from .errors import EngineError, InvalidRequest, LimitExceeded, NonFiniteResult, UnknownMethod, UnsupportedModel
-from .explainer import EngineLimits, Explainer
+from .explainer import EngineLimits, Explainer, GeneratedToken, StreamEvent
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import REGISTRY, AttributionMethod, register
 from .types import (
@@ -31,12 +32,14 @@ __all__ = [
     "Attribution",
     "AttributionMethod",
     "AttributionParams",
+    "AttributionRow",
     "ChatMessage",
     "EngineError",
     "EngineLimits",
     "ExplainRequest",
     "Explainer",
     "Explanation",
+    "GeneratedToken",
     "GenerationParams",
     "GenerationResult",
     "Integration",
@@ -45,6 +48,7 @@ __all__ = [
     "LimitExceeded",
     "ModelLayout",
     "NonFiniteResult",
+    "StreamEvent",
     "TargetKind",
     "Timing",
     "Token",
