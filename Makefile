@@ -82,7 +82,7 @@ format: setup
 test: setup model monitoring-deps lint
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: setup monitoring-deps
 	$(BIN)/python -m pytest -m "not slow and not real_model"
 
 bench: setup model
