@@ -71,8 +71,8 @@ demo: setup model archive serve
 	sh scripts/demo.sh "$(PROMPT)"
 
 lint: setup
-	$(BIN)/ruff format --check handlers clients tests benchmarks
-	$(BIN)/ruff check handlers clients tests benchmarks
+	$(BIN)/ruff format --check handlers clients tests benchmarks experiments
+	$(BIN)/ruff check handlers clients tests benchmarks experiments
 	$(BIN)/mypy handlers/ecco_engine
 
 format: setup
