@@ -79,9 +79,14 @@ def build_internals(
     nmf_layers: Sequence[int] = (),
     nmf_top_neurons: int | None = None,
     interventions: Sequence[InterventionLike] = (),
+    similarity: Sequence[str] = (),
+    similarity_method: str | None = None,
+    similarity_positions: Sequence[int] = (),
 ) -> pb.InternalsParams:
     """``InternalsParams``: names as in ``ecco.v1.InternalsParams``. Positions are absolute sequence
-    positions; lens layers 0..n_layers, blocks 0..n_layers-1 (see the proto's comments)."""
+    positions; lens layers 0..n_layers, blocks 0..n_layers-1 (see the proto's comments).
+    ``similarity``: ``"hidden"`` and / or ``"ffn"`` (layer x layer similarity, ``similarity_method``
+    e.g. ``"linear_cka"``, the server default)."""
     message = pb.InternalsParams(
         layer_predictions=layer_predictions,
         positions=list(positions),
@@ -93,6 +98,8 @@ def build_internals(
         activation_order=_enum_number(pb.ActivationOrder, activation_order, "activation_order"),
         nmf_layers=list(nmf_layers),
         interventions=[intervention(i) for i in interventions],
+        similarity=[_enum_number(pb.Representation, name, "similarity") for name in similarity],
+        similarity_positions=list(similarity_positions),
     )
     for name, value in [
         ("top_k", top_k),
@@ -100,6 +107,7 @@ def build_internals(
         ("activation_top_k", activation_top_k),
         ("nmf_components", nmf_components),
         ("nmf_top_neurons", nmf_top_neurons),
+        ("similarity_method", similarity_method),
     ]:
         if value is not None:
             setattr(message, name, value)

@@ -69,6 +69,21 @@ def add_internals_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nmf", type=int, metavar="N", help="NMF of the activations into N components")
     group.add_argument("--nmf-layers", type=_ints, default=[], metavar="B,..", help="blocks factored by NMF")
     group.add_argument("--nmf-top-neurons", type=int, metavar="K", help="top neurons per component (default 10)")
+    group.add_argument(
+        "--similarity",
+        choices=["hidden", "ffn"],
+        action="append",
+        default=[],
+        help="layer x layer similarity of the hidden states or FFNN activations over the tokens (repeatable)",
+    )
+    group.add_argument(
+        "--similarity-method",
+        metavar="NAME",
+        help="linear_cka (default; alias cka), cca, svcca or pwcca (the CCA family needs many tokens)",
+    )
+    group.add_argument(
+        "--similarity-positions", type=_ints, default=[], metavar="P,..", help="tokens compared (default: all)"
+    )
     group.add_argument("--no-attribution", action="store_true", help="skip attribution (only look inside)")
 
 
@@ -91,6 +106,9 @@ def internals_options(args: argparse.Namespace) -> dict[str, Any] | None:
             "nmf_components": args.nmf,
             "nmf_layers": args.nmf_layers,
             "nmf_top_neurons": args.nmf_top_neurons,
+            "similarity": args.similarity,
+            "similarity_method": args.similarity_method,
+            "similarity_positions": args.similarity_positions,
         }
     return options if any(v not in (None, False, []) for v in options.values()) else None
 

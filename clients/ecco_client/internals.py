@@ -1,5 +1,6 @@
 """Typed internals of an ``ExplainResult``: layer predictions, token rankings, watch list, FFNN
-activations, NMF factors. Plain tuples (numpy optional: the ``*_array()`` methods import it).
+activations, NMF factors, layer x layer representation similarity. Plain tuples (numpy optional: the
+``*_array()`` methods import it).
 
 Two layer numberings: *lens layers* ``0..n_layers`` (0 = the embeddings, ``n_layers`` = the model's
 output) for predictions, rankings and the watch list; *blocks* ``0..n_layers-1`` for activations,
@@ -173,6 +174,47 @@ class NmfFactors:
 
 
 @dataclass(frozen=True)
+class LayerSimilarity:
+    """One representation's layer x layer similarity: ``matrix[i][j]`` compares ``layers[i]`` and ``layers[j]``.
+
+    ``representation`` ``"hidden"``: lens layers ``0..n_layers`` (0 = the embeddings); ``"ffn"``: blocks.
+    """
+
+    representation: str
+    layers: tuple[int, ...]
+    matrix: Rows  # (n, n)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """``emb``, ``h1`` .. (hidden) or ``f0``, ``f1`` .. (FFNN blocks)."""
+        if self.representation == "hidden":
+            return tuple("emb" if d == 0 else f"h{d}" for d in self.layers)
+        return tuple(f"f{b}" for b in self.layers)
+
+    def matrix_array(self):  # -> numpy.ndarray (n, n) float64
+        return _array(self.matrix, "float64")
+
+
+@dataclass(frozen=True)
+class SimilarityMatrices:
+    """Representation similarity between layers over the tokens at ``positions`` (``method`` e.g. linear_cka)."""
+
+    method: str
+    positions: tuple[int, ...]
+    matrices: tuple[LayerSimilarity, ...]  # in the order requested
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.positions)
+
+    def of(self, representation: str) -> LayerSimilarity:
+        for item in self.matrices:
+            if item.representation == representation:
+                return item
+        raise KeyError(f"no similarity of {representation!r}; have {[m.representation for m in self.matrices]}")
+
+
+@dataclass(frozen=True)
 class Internals:
     """What the request's ``internals`` asked for; a part is None when it was not asked for."""
 
@@ -182,6 +224,7 @@ class Internals:
     watch: WatchedTokens | None = None
     activations: NeuronActivations | None = None
     nmf: NmfFactors | None = None
+    similarity: SimilarityMatrices | None = None
     #: token id -> its text (decoded alone), for every id in the result the server could decode
     token_texts: Mapping[int, str] = field(default_factory=dict)
 
@@ -235,4 +278,13 @@ class Internals:
                 n.relative_error,
                 n.n_iter,
             )
+        if m.HasField("similarity"):
+            sm = m.similarity
+            matrices = tuple(
+                LayerSimilarity(
+                    pb.Representation.Name(item.representation).lower(), tuple(item.layers), matrix_rows(item.matrix)
+                )
+                for item in sm.matrices
+            )
+            parts["similarity"] = SimilarityMatrices(sm.method, tuple(sm.positions), matrices)
         return cls(n_layers=m.n_layers, token_texts=texts, **parts)  # type: ignore[arg-type]

@@ -1,12 +1,12 @@
 """Readable text tables of the internals: layer predictions, token rankings, the watch list (with the
-layer at which one candidate overtakes another), FFNN activations and NMF factors.
+layer at which one candidate overtakes another), FFNN activations, NMF factors and layer similarity.
 
 Ranks are printed 1-based (1 = top) for reading; the result objects keep the wire's 0-based ranks.
 """
 
 from __future__ import annotations
 
-from .internals import Internals, NeuronActivations, NmfFactors, WatchedTokens
+from .internals import Internals, NeuronActivations, NmfFactors, SimilarityMatrices, WatchedTokens
 from .results import ExplainResult
 from .text import shown
 
@@ -124,6 +124,26 @@ def nmf_table(result: ExplainResult, nmf: NmfFactors, *, top: int = 5) -> list[s
     return lines
 
 
+_REPRESENTATION_NAMES = {"hidden": "hidden states", "ffn": "FFNN activations"}
+
+
+def similarity_table(similarity: SimilarityMatrices) -> list[str]:
+    """One grid per representation, two decimals per cell (the matrix is square, rows = columns)."""
+    positions = similarity.positions
+    span = f"{positions[0]}..{positions[-1]}" if positions == tuple(range(positions[0], positions[-1] + 1)) else ""
+    lines = [
+        f"layer similarity ({similarity.method}) over {similarity.n_tokens} tokens" + (f" ({span})" if span else "")
+    ]
+    for item in similarity.matrices:
+        labels = item.labels
+        width = max(5, *(len(label) + 1 for label in labels))
+        lines.append(f"  {_REPRESENTATION_NAMES.get(item.representation, item.representation)}")
+        lines.append(f"  {'':>{width}}" + "".join(f"{label:>{width}}" for label in labels))
+        for label, row in zip(labels, item.matrix, strict=True):
+            lines.append(f"  {label:>{width}}" + "".join(f"{value:>{width}.2f}" for value in row))
+    return lines
+
+
 def internals_table(result: ExplainResult, *, top: int = 5) -> str:
     """Every part of ``result.internals`` as text (empty when the reply has none)."""
     internals = result.internals
@@ -135,5 +155,6 @@ def internals_table(result: ExplainResult, *, top: int = 5) -> str:
         watch_table(result, internals),
         activations_table(result, internals.activations, top=top) if internals.activations else [],
         nmf_table(result, internals.nmf, top=top) if internals.nmf else [],
+        similarity_table(internals.similarity) if internals.similarity else [],
     ]
     return "\n\n".join("\n".join(lines) for lines in sections if lines)

@@ -18,12 +18,14 @@ PREFIX = "internals"
 #: proto enum value -> engine string (a test checks both sides are complete)
 MODES: dict[int, str] = {pb.SET: "set", pb.SCALE: "scale"}
 ORDERS: dict[int, str] = {pb.VALUE: "value", pb.MAGNITUDE: "magnitude"}
+REPRESENTATIONS: dict[int, str] = {pb.HIDDEN: "hidden", pb.FFN: "ffn"}
 _MODE_OF: dict[str, Any] = {v: k for k, v in MODES.items()}  # the stubs type enum numbers per enum
 _ORDER_OF: dict[str, Any] = {v: k for k, v in ORDERS.items()}
+_REPRESENTATION_OF: dict[str, Any] = {v: k for k, v in REPRESENTATIONS.items()}
 
 _FLAGS = ("layer_predictions", "token_rankings", "activations")
-_OPTIONAL = ("top_k", "watch_position", "activation_top_k", "nmf_components", "nmf_top_neurons")
-_LISTS = ("positions", "activation_layers", "activation_positions", "nmf_layers")
+_OPTIONAL = ("top_k", "watch_position", "activation_top_k", "nmf_components", "nmf_top_neurons", "similarity_method")
+_LISTS = ("positions", "activation_layers", "activation_positions", "nmf_layers", "similarity_positions")
 
 
 def _enum(value: int, table: dict[int, str], path: str) -> str | None:
@@ -52,6 +54,16 @@ def _interventions(items: Any) -> tuple[Intervention, ...]:
     return tuple(out)
 
 
+def _representations(values: Any) -> tuple[str, ...]:
+    out = []
+    for i, value in enumerate(values):
+        name = _enum(value, REPRESENTATIONS, f"{PREFIX}.similarity[{i}]")
+        if name is None:
+            raise InvalidRequest(f"{PREFIX}.similarity[{i}]", "name a representation: HIDDEN or FFN")
+        out.append(name)
+    return tuple(out)
+
+
 def decode_internals(message: pb.InternalsParams) -> InternalsParams:
     """The engine's ``InternalsParams`` for the wire message (omitted fields: engine defaults)."""
     kwargs: dict[str, Any] = {name: True for name in _FLAGS if getattr(message, name)}
@@ -64,6 +76,8 @@ def decode_internals(message: pb.InternalsParams) -> InternalsParams:
         kwargs["activation_order"] = order
     if message.interventions:
         kwargs["interventions"] = _interventions(message.interventions)
+    if message.similarity:
+        kwargs["similarity"] = _representations(message.similarity)
     try:
         return InternalsParams(**kwargs)
     except InvalidRequest as error:
@@ -88,6 +102,9 @@ def to_proto_internals(params: InternalsParams) -> pb.InternalsParams:
             pb.Intervention(layer=i.layer, neuron=i.neuron, mode=_MODE_OF[i.mode], value=i.value)
             for i in params.interventions
         ],
+        similarity=[_REPRESENTATION_OF[r] for r in params.similarity],
+        similarity_method=params.similarity_method,
+        similarity_positions=list(params.similarity_positions or ()),
     )
     for name in ("watch_position", "activation_top_k", "nmf_components"):
         value = getattr(params, name)

@@ -4,7 +4,8 @@
 - full FFNN activations as float16 bytes (``Matrix.float16_values``, the engine's own precision);
 - probabilities, top activation values and NMF numbers as packed float32, or float16 bytes when the
   request asked for ``float16`` and every value fits float16 (else float32: readers accept both);
-- 3-D arrays as one 2-D matrix per position (layer predictions) or per block (activations).
+- 3-D arrays as one 2-D matrix per position (layer predictions) or per block (activations);
+- layer similarity as one (n_layers, n_layers) matrix per representation (float32, or float16 if asked).
 
 ``from_internals_result`` is the inverse (used by tests and in-process comparisons).
 """
@@ -19,18 +20,21 @@ import numpy as np
 from ecco_engine.internals import (
     InternalsResult,
     LayerPredictions,
+    LayerSimilarity,
     NeuronActivations,
     NmfFactors,
+    SimilarityMatrices,
     TokenRankings,
     WatchedTokens,
 )
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 from .arrays import from_int_matrix, from_matrix, from_matrix_as, to_int_matrix, to_matrix
-from .internals_request import ORDERS
+from .internals_request import ORDERS, REPRESENTATIONS
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 _ORDER_OF: dict[str, Any] = {v: k for k, v in ORDERS.items()}  # the stubs type enum numbers per enum
+_REPRESENTATION_OF: dict[str, Any] = {v: k for k, v in REPRESENTATIONS.items()}
 
 
 def _floats(array: np.ndarray, float16: bool) -> pb.Matrix:
@@ -104,6 +108,21 @@ def _nmf(n: NmfFactors, float16: bool) -> pb.NmfFactors:
     )
 
 
+def _similarity(s: SimilarityMatrices, float16: bool) -> pb.SimilarityMatrices:
+    return pb.SimilarityMatrices(
+        method=s.method,
+        positions=list(s.positions),
+        matrices=[
+            pb.LayerSimilarity(
+                representation=_REPRESENTATION_OF[m.representation],
+                layers=list(m.layers),
+                matrix=_floats(m.matrix, float16),
+            )
+            for m in s.matrices
+        ],
+    )
+
+
 def result_token_ids(result: InternalsResult) -> list[int]:
     """Every token id the result mentions (sorted, distinct)."""
     ids: set[int] = set()
@@ -140,6 +159,8 @@ def to_internals_result(result: InternalsResult, *, float16: bool = False, token
         message.activations.CopyFrom(_activations(result.activations, float16))
     if result.nmf is not None:
         message.nmf.CopyFrom(_nmf(result.nmf, float16))
+    if result.similarity is not None:
+        message.similarity.CopyFrom(_similarity(result.similarity, float16))
     if tokenizer is not None:
         message.token_texts.update(token_texts(tokenizer, result_token_ids(result)))
     return message
@@ -195,5 +216,15 @@ def from_internals_result(m: pb.InternalsResult) -> InternalsResult:
             top_weights=from_matrix(n.top_weights),
             relative_error=n.relative_error,
             n_iter=n.n_iter,
+        )
+    if m.HasField("similarity"):
+        s = m.similarity
+        parts["similarity"] = SimilarityMatrices(
+            method=s.method,
+            positions=tuple(s.positions),
+            matrices=tuple(
+                LayerSimilarity(REPRESENTATIONS[item.representation], tuple(item.layers), from_matrix(item.matrix))
+                for item in s.matrices
+            ),
         )
     return InternalsResult(n_layers=m.n_layers, **parts)  # type: ignore[arg-type]

@@ -122,3 +122,20 @@ def test_interventions_change_the_text_and_never_leak(served):
     after = reply_message(grpc_predict(served, "tiny", request_message("generate", plain).SerializeToString()))
     assert changed.generated_text != before
     assert after.generated_text == before == rest(served, "/predictions/tiny", plain).json()["generated_text"]
+
+
+def test_layer_similarity_over_rest_equals_the_engine(served, reference):
+    """CKA matrices of hidden states and FFNN activations: unit diagonal, equal to the in-process engine
+    to 1e-6 (float32 on the wire, same CPU kernels); an unknown method is a 400 naming the field."""
+    fields = _with_internals(similarity=["HIDDEN", "FFN"], similarity_method="cka")
+    reply = rest(served, "/explanations/tiny", fields)
+    assert reply.status == 200, reply.body
+    message, got = _internals(reply.json())
+    want = from_internals_result(in_process(reference, "explain", fields).internals)
+    assert got.similarity.method == "linear_cka" and got.similarity.positions == tuple(range(len(message.tokens)))
+    for a, b, n in zip(got.similarity.matrices, want.similarity.matrices, (3, 2), strict=True):
+        assert a.representation == b.representation and a.matrix.shape == (n, n)
+        np.testing.assert_allclose(np.diag(a.matrix), 1.0, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a.matrix, b.matrix, rtol=0, atol=1e-6)
+    bad = rest(served, "/explanations/tiny", _with_internals(similarity=["FFN"], similarity_method="procrustes"))
+    assert bad.status == 400 and bad.json()["message"].startswith("internals.similarity_method: unknown")

@@ -3,7 +3,8 @@
 Entry points:
 
 * ``inspect_sequence(model, layout, tokenizer, input_ids, prompt_length, params, limits)``: one
-  teacher-forced forward of prompt + generated tokens -> ``InternalsResult``.
+  teacher-forced forward of prompt + generated tokens -> ``InternalsResult`` (incl. the layer x
+  layer representation similarity of the sequence's tokens).
 * ``neuron_interventions(layout, interventions, limits)``: a context manager that sets / scales
   FFNN neurons in every forward inside it (wrap generation, attribution and inspection in it).
 * ``captured_mlp_activations(layout, layers)``: a context manager that records FFNN activations of
@@ -31,8 +32,10 @@ from .types import (
     InternalsResult,
     Intervention,
     LayerPredictions,
+    LayerSimilarity,
     NeuronActivations,
     NmfFactors,
+    SimilarityMatrices,
     TokenRankings,
     WatchedTokens,
 )
@@ -45,10 +48,12 @@ __all__ = [
     "InternalsResult",
     "Intervention",
     "LayerPredictions",
+    "LayerSimilarity",
     "LensHead",
     "NeuronActivations",
     "NmfFactors",
     "PositionStore",
+    "SimilarityMatrices",
     "TokenRankings",
     "WatchedTokens",
     "captured_mlp_activations",

@@ -1,10 +1,11 @@
 """``inspect_sequence``: one teacher-forced forward of prompt + generated tokens, read from the inside.
 
 The forward runs once, under ``torch.inference_mode``, with hooks that keep only what was asked
-for: the residual stream at the lens positions (``n_layers + 1`` depths) and the FFNN
-activations of the chosen blocks at the chosen positions; the unembedding runs only at the
-layer-prediction positions (to check the lens against the model's own output). The hooks are
-gone before any post-processing starts. All limits are checked before the forward.
+for: the residual stream at the lens positions (``n_layers + 1`` depths), the FFNN
+activations of the chosen blocks at the chosen positions, and, for the layer x layer similarity,
+the residual stream and / or FFNN activations of every layer at the similarity positions; the
+unembedding runs only at the layer-prediction positions (to check the lens against the model's own
+output). The hooks are gone before any post-processing starts. All limits are checked before the forward.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .hooks import (
 from .lens import LensHead, ranks_of, vocab_size
 from .nmf import nmf_factors
 from .plan import InspectionPlan, validate_params
+from .similarity import captured_for_similarity, similarity_matrices
 from .types import (
     InternalsLimits,
     InternalsParams,
@@ -88,7 +90,8 @@ def inspect_sequence(
     params: InternalsParams,
     limits: InternalsLimits | None = None,
 ) -> InternalsResult:
-    """Layer predictions, token rankings, watch list, FFNN activations and NMF for one sequence.
+    """Layer predictions, token rankings, watch list, FFNN activations, NMF and layer similarity
+    for one sequence.
 
     ``input_ids``: prompt + generated ids, ``(n_tokens,)``; ``input_ids[:prompt_length]`` is the
     prompt. The model runs as it is: inside ``neuron_interventions`` the intervened model.
@@ -97,8 +100,8 @@ def inspect_sequence(
     n_tokens = len(input_ids)
     plan = validate_params(params, layout, tokenizer, n_tokens, prompt_length, limits)
     rows, captured = plan.residual_positions, plan.captured_layers
-    predictions = rankings = watch = activations = nmf = None
-    if rows or captured:
+    predictions = rankings = watch = activations = nmf = similarity = None
+    if rows or captured or plan.similarity:
         device = next(model.parameters()).device
         with torch.inference_mode():
             with ExitStack() as stack:
@@ -113,6 +116,7 @@ def inspect_sequence(
                             max_elements=limits.max_captured_elements,
                         )
                     )
+                for_similarity = stack.enter_context(captured_for_similarity(layout, plan))
                 stack.enter_context(gathered_unembedding(layout, plan.lens_positions or (n_tokens - 1,)))
                 output = model(input_ids=torch.tensor([input_ids], device=device), use_cache=False)
             model_logits = output.logits[0].float()  # (n_lens_positions, vocab) at plan.lens_positions
@@ -133,6 +137,8 @@ def inspect_sequence(
                     int(params.nmf_components or 0),
                     params.nmf_top_neurons,
                 )
+            if plan.similarity:
+                similarity = similarity_matrices(for_similarity, plan)
     if params.token_rankings and rankings is None:  # nothing was generated: no token to rank
         rankings = TokenRankings(
             (), (), np.zeros((0, layout.n_layers + 1), np.int64), np.zeros((0, layout.n_layers + 1), np.float32)
@@ -144,6 +150,7 @@ def inspect_sequence(
         watch=watch,
         activations=activations,
         nmf=nmf,
+        similarity=similarity,
     )
 
 

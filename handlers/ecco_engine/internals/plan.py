@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+from ..analysis.similarity import ALIASES, similarity_function
 from ..errors import InvalidRequest, LimitExceeded
 from ..layout import ModelLayout
 from ..tokens import single_token_id
@@ -28,6 +31,9 @@ class InspectionPlan:
     activation_layers: tuple[int, ...]  # () when activations are not returned
     nmf_layers: tuple[int, ...]  # () when no NMF
     activation_positions: tuple[int, ...]
+    similarity: tuple[str, ...] = ()  # representations compared layer by layer (() when not asked)
+    similarity_method: str = "linear_cka"  # canonical name
+    similarity_positions: tuple[int, ...] = ()  # the tokens used as examples
 
     @property
     def residual_positions(self) -> tuple[int, ...]:
@@ -62,6 +68,7 @@ class CheckedParams:
     activation_layers: tuple[int, ...]  # () when activations are not returned
     nmf_layers: tuple[int, ...]  # () when no NMF
     ffn_width: int  # neurons per captured block (0 when nothing is captured)
+    similarity_method: str = "linear_cka"  # canonical name of params.similarity_method
 
 
 def precheck_params(params: InternalsParams, layout: ModelLayout, tokenizer, limits: InternalsLimits) -> CheckedParams:
@@ -101,7 +108,30 @@ def precheck_params(params: InternalsParams, layout: ModelLayout, tokenizer, lim
                 "activation_layers", f"the chosen blocks differ in FFNN width {widths}; pick one width"
             )
         width = next(iter(widths.values()))
-    return CheckedParams(watch_ids, act_layers, nmf_layers, width)
+    method = "linear_cka"
+    if params.similarity:
+        similarity_function(params.similarity_method)  # UnknownMethod naming "similarity_method"
+        method = ALIASES.get(params.similarity_method, params.similarity_method)
+    return CheckedParams(watch_ids, act_layers, nmf_layers, width, method)
+
+
+def _residual_width(layout: ModelLayout) -> int:
+    """Width of the residual stream: the final norm's weight, else the embedding's."""
+    weight = getattr(layout.final_norm, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() == 1:
+        return int(weight.shape[0])
+    return int(layout.embedding.embedding_dim)
+
+
+def similarity_elements(layout: ModelLayout, representations: tuple[str, ...], n_positions: int) -> int:
+    """Numbers held for the similarity: captured ``(n_positions, width)`` per layer plus each layer's
+    ``(n_positions, n_positions)`` Gram matrix (linear CKA keeps one per layer)."""
+    total = 0
+    if "hidden" in representations:
+        total += (layout.n_layers + 1) * n_positions * (_residual_width(layout) + n_positions)
+    if "ffn" in representations:
+        total += sum(n_positions * (ffn_width(down) + n_positions) for down in layout.mlp_down)
+    return total
 
 
 def validate_params(
@@ -131,6 +161,16 @@ def validate_params(
     act_positions = tuple(range(n_tokens))
     if params.activation_positions is not None:
         act_positions = _in_sequence("activation_positions", params.activation_positions, n_tokens)
+    sim_positions: tuple[int, ...] = ()
+    if params.similarity:
+        sim_positions = tuple(range(n_tokens))
+        if params.similarity_positions is not None:
+            sim_positions = _in_sequence("similarity_positions", params.similarity_positions, n_tokens)
+        if len(sim_positions) < 2:
+            raise InvalidRequest(
+                "similarity_positions",
+                f"needs at least 2 positions (the tokens are the examples compared), got {len(sim_positions)}",
+            )
     plan = InspectionPlan(
         n_tokens,
         lens,
@@ -140,6 +180,9 @@ def validate_params(
         checked.activation_layers,
         checked.nmf_layers,
         act_positions,
+        tuple(params.similarity),
+        checked.similarity_method,
+        sim_positions,
     )
     n_pos, width = len(act_positions), checked.ffn_width
     if plan.activation_layers:
@@ -152,13 +195,21 @@ def validate_params(
                 f"numbers; the limit is {limits.max_activation_elements} (limit max_activation_elements): "
                 "ask for activation_top_k or fewer activation_layers / activation_positions",
             )
-    if plan.captured_layers:
-        captured = len(plan.captured_layers) * n_pos * width
-        if captured > limits.max_captured_elements:
+    captured = len(plan.captured_layers) * n_pos * width
+    if captured > limits.max_captured_elements:
+        raise LimitExceeded(
+            "activations",
+            f"capturing {len(plan.captured_layers)} layers x {n_pos} positions x {width} neurons = {captured} "
+            f"numbers exceeds the limit {limits.max_captured_elements} (limit max_captured_elements)",
+        )
+    if plan.similarity:
+        held = similarity_elements(layout, plan.similarity, len(sim_positions))
+        if captured + held > limits.max_captured_elements:
             raise LimitExceeded(
-                "activations",
-                f"capturing {len(plan.captured_layers)} layers x {n_pos} positions x {width} neurons = {captured} "
-                f"numbers exceeds the limit {limits.max_captured_elements} (limit max_captured_elements)",
+                "similarity",
+                f"the similarity of {'+'.join(plan.similarity)} over {len(sim_positions)} positions holds {held} "
+                f"numbers (activations and Gram matrices), {captured} more are captured for activations; the limit "
+                f"is {limits.max_captured_elements} (limit max_captured_elements): ask for fewer similarity_positions",
             )
     if params.nmf_components is not None and params.nmf_components > n_pos:
         raise InvalidRequest(

@@ -25,6 +25,8 @@ from ..errors import InvalidRequest
 
 INTERVENTION_MODES = ("set", "scale")
 ACTIVATION_ORDERS = ("value", "magnitude")
+#: representations compared layer by layer: the residual stream (lens depths) and FFNN activations (blocks)
+SIMILARITY_REPRESENTATIONS = ("hidden", "ffn")
 
 
 def _is_int(value: object) -> bool:
@@ -95,6 +97,12 @@ class InternalsParams:
       ``nmf_top_neurons`` neurons per component.
     * ``interventions``: applied by ``neuron_interventions`` around the whole request (generation
       included); ``inspect_sequence`` itself does not apply them.
+    * ``similarity``: representations (``"hidden"``: the residual stream at lens depths
+      ``0..n_layers``; ``"ffn"``: the FFNN activations of blocks ``0..n_layers-1``) whose layer x
+      layer similarity ``similarity_method`` (``linear_cka``, alias ``cka``; ``cca``, ``svcca``,
+      ``pwcca``: see ``analysis.similarity``) is returned, over the tokens at ``similarity_positions``
+      (``None``: every position) as examples. The method name is checked against the registry by
+      ``plan.precheck_params``.
     """
 
     layer_predictions: bool = False
@@ -112,9 +120,13 @@ class InternalsParams:
     nmf_layers: tuple[int, ...] | None = None
     nmf_top_neurons: int = 10
     interventions: tuple[Intervention, ...] = ()
+    similarity: tuple[str, ...] = ()
+    similarity_method: str = "linear_cka"
+    similarity_positions: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("positions", "watch", "activation_layers", "activation_positions", "nmf_layers", "interventions"):
+        lists = ("positions", "watch", "activation_layers", "activation_positions", "nmf_layers", "interventions")
+        for name in (*lists, "similarity", "similarity_positions"):
             value = getattr(self, name)
             if isinstance(value, list):  # decoders hand over lists; keep the dataclass hashable and frozen
                 object.__setattr__(self, name, tuple(value))
@@ -147,6 +159,24 @@ class InternalsParams:
         if not isinstance(self.interventions, tuple):
             raise InvalidRequest("interventions", "must be a list of interventions")
         check_interventions(self.interventions)
+        self._check_similarity()
+
+    def _check_similarity(self) -> None:
+        if not isinstance(self.similarity, tuple):
+            raise InvalidRequest("similarity", "must be a list of representations: 'hidden' and/or 'ffn'")
+        for i, name in enumerate(self.similarity):
+            if name not in SIMILARITY_REPRESENTATIONS:
+                raise InvalidRequest(
+                    f"similarity[{i}]",
+                    f"must be 'hidden' (residual stream) or 'ffn' (FFNN activations), got {name!r}",
+                )
+        if len(set(self.similarity)) != len(self.similarity):
+            raise InvalidRequest("similarity", f"names a representation twice: {list(self.similarity)}")
+        if not isinstance(self.similarity_method, str) or not self.similarity_method:
+            raise InvalidRequest("similarity_method", f"must be a method name, got {self.similarity_method!r}")
+        _check_indices("similarity_positions", self.similarity_positions)
+        if self.similarity_positions is not None and not self.similarity:
+            raise InvalidRequest("similarity_positions", "is only meaningful with a non-empty 'similarity' list")
 
     @property
     def needs_forward(self) -> bool:
@@ -157,6 +187,7 @@ class InternalsParams:
             or self.watch
             or self.activations
             or self.nmf_components is not None
+            or self.similarity
         )
 
 
@@ -287,6 +318,51 @@ class NmfFactors:
 
 
 @dataclass(frozen=True)
+class LayerSimilarity:
+    """One representation's layer x layer similarity over the same tokens.
+
+    ``representation`` ``"hidden"``: ``layers`` are lens depths ``0..n_layers`` (0 = the
+    embeddings); ``"ffn"``: block indices ``0..n_layers-1``. ``matrix`` ``(len(layers),
+    len(layers))`` float64: ``[i, j]`` = the method's similarity of layer ``layers[i]`` and layer
+    ``layers[j]`` (1 on the diagonal for CKA / CCA / SVCCA; symmetric except for PWCCA).
+    """
+
+    representation: str
+    layers: tuple[int, ...]
+    matrix: np.ndarray
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """``emb``, ``h1`` .. ``hN`` (hidden) or ``f0`` .. ``fN-1`` (FFNN blocks), for tables."""
+        if self.representation == "hidden":
+            return tuple("emb" if d == 0 else f"h{d}" for d in self.layers)
+        return tuple(f"f{b}" for b in self.layers)
+
+
+@dataclass(frozen=True)
+class SimilarityMatrices:
+    """Representation similarity between layers, one matrix per requested representation.
+
+    ``method``: the canonical method name (``cka`` is reported as ``linear_cka``); the examples are
+    the tokens at ``positions`` (absolute, ascending); ``matrices`` in the order requested.
+    """
+
+    method: str
+    positions: tuple[int, ...]
+    matrices: tuple[LayerSimilarity, ...]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.positions)
+
+    def of(self, representation: str) -> LayerSimilarity:
+        for item in self.matrices:
+            if item.representation == representation:
+                return item
+        raise KeyError(f"no similarity of {representation!r}; have {[m.representation for m in self.matrices]}")
+
+
+@dataclass(frozen=True)
 class InternalsResult:
     """What ``inspect_sequence`` returns; a field is None when it was not asked for."""
 
@@ -296,3 +372,4 @@ class InternalsResult:
     watch: WatchedTokens | None = None
     activations: NeuronActivations | None = None
     nmf: NmfFactors | None = None
+    similarity: SimilarityMatrices | None = None
