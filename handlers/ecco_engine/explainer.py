@@ -62,7 +62,7 @@ class EngineLimits:
     max_n_steps: int = 1024  # integrated-gradients steps, including the tolerance loop
     max_targets: int = 256  # explained tokens per request
     max_methods: int = 4
-    token_budget: int = 2048  # row-tokens per batched forward (memory bound)
+    token_budget: int = 1024  # row-tokens per batched forward (memory bound; benchmarks/sharing.py)
     internals: InternalsLimits = field(default_factory=InternalsLimits)
 
     @classmethod
