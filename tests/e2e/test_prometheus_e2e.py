@@ -259,4 +259,12 @@ def test_prometheus_sees_exact_counts_histograms_and_every_dashboard_query(monit
     while missing := [record for record in records if not m.query(record)]:
         assert time.monotonic() < deadline, f"recording rules without data: {missing}"
         time.sleep(1)
-    assert m.by("model:ecco_request_errors:ratio_rate5m", "model")["tiny-nan",] > 0
+
+    # the server-error ratio of the model that only fails: NaN (0/0) until the rule's rate() window
+    # holds two scrapes after the errors, then positive
+    def tiny_nan_error_ratio() -> float:
+        return m.by("model:ecco_request_errors:ratio_rate5m", "model").get(("tiny-nan",), float("nan"))
+
+    while not tiny_nan_error_ratio() > 0:
+        assert time.monotonic() < deadline, f"error ratio of tiny-nan: {tiny_nan_error_ratio()}"
+        time.sleep(1)
