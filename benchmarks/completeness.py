@@ -97,8 +97,8 @@ def plan(n_prompts: int, stage: str, quick: bool) -> list[Config]:
         Config("probability", "zero", gl, 256, 1),
         Config("log_probability", "eos", gl, 256, 1),
         Config("probability", "eos", gl, 512, 1),
-        Config("log_probability", "eos", gl, 512, 1),
         Config("probability", "zero", gl, 512, 1),
+        Config("log_probability", "eos", gl, 512, 1),
     ]
     return {"screen": screen, "converge": converge, "all": screen + converge}[stage]
 
@@ -164,6 +164,66 @@ def run_config(explainer: Explainer, config: Config, max_new_tokens: int) -> Row
     )
 
 
+def path_scan(explainer: Explainer, prompt: str, baseline: str, max_new_tokens: int, points: int) -> list[dict]:
+    """Why the quadrature struggles: the target along the straight path baseline -> input.
+
+    Forward passes only, at ``points`` evenly spaced alphas; every generated token of the prompt is
+    read from the same forward (the path is the same for all of them: every position moves at
+    once). Per token: the gap f(1) - f(0), the total variation sum |f(a_i+1) - f(a_i)| (equal to
+    |gap| for a monotone path; far larger means the integrand swings), and the largest change
+    between neighbouring alphas.
+    """
+    import torch
+
+    from ecco_engine.attribution import baseline_embeddings
+    from ecco_engine.targets import target_function
+    from ecco_engine.types import TargetKind
+
+    g = explainer.generate(ExplainRequest(prompt=prompt, generation=GenerationParams(max_new_tokens=max_new_tokens)))
+    ids = [t.id for t in g.tokens]
+    layout = explainer.layout
+    with torch.no_grad():
+        x = layout.embedding(torch.tensor([ids]))[0]
+        xb = baseline_embeddings(layout, explainer.tokenizer, baseline, len(ids))[0]
+        alphas = torch.linspace(0.0, 1.0, points)
+        keep = torch.arange(g.prompt_length - 1, len(ids) - 1)
+        targets = torch.tensor(ids[g.prompt_length :])
+        log_p = []
+        for chunk in alphas.split(128):
+            emb = xb + chunk.view(-1, 1, 1) * (x - xb)
+            logits = explainer.model(inputs_embeds=emb, use_cache=False, logits_to_keep=keep).logits.float()
+            rows = logits.shape[0]
+            log_p.append(
+                torch.stack(
+                    [
+                        target_function(
+                            TargetKind.LOG_PROBABILITY, logits[:, i], targets[i].expand(rows), targets[i].expand(rows)
+                        )
+                        for i in range(len(targets))
+                    ],
+                    dim=1,
+                )
+            )
+        lp = torch.cat(log_p).double().numpy()  # (points, n_targets)
+    out = []
+    for name, values in (("probability", np.exp(lp)), ("log_probability", lp)):
+        steps = np.abs(np.diff(values, axis=0))
+        for i in range(values.shape[1]):
+            out.append(
+                {
+                    "prompt": prompt,
+                    "baseline": baseline,
+                    "target": name,
+                    "token": explainer.tokenizer.decode([ids[g.prompt_length + i]]),
+                    "gap": float(values[-1, i] - values[0, i]),
+                    "total_variation": float(steps[:, i].sum()),
+                    "max_jump": float(steps[:, i].max()),
+                    "max_jump_at_alpha": float(alphas[1:][int(steps[:, i].argmax())]),
+                }
+            )
+    return out
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=3, help="prompts per configuration")
@@ -175,6 +235,9 @@ def main() -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 prompt, 16 and 32 steps")
+    parser.add_argument(
+        "--path-scan", type=int, default=0, metavar="POINTS", help="only scan the target along the path (e.g. 1001)"
+    )
     args = parser.parse_args()
     n_prompts = 1 if args.quick else min(args.prompts, len(PROMPTS))
 
@@ -182,6 +245,33 @@ def main() -> None:
     explainer = Explainer(model, tokenizer)
     special = {name: getattr(tokenizer, f"{name}_token", None) for name in ("eos", "pad", "unk", "bos")}
     special_ids = {name: getattr(tokenizer, f"{name}_token_id", None) for name in special}
+    if args.path_scan:
+        scans = [
+            row
+            for baseline in ("eos", "unk", "zero")
+            for prompt in PROMPTS[:n_prompts]
+            for row in path_scan(explainer, prompt, baseline, args.max_new_tokens, args.path_scan)
+        ]
+        if args.json_out:
+            args.json_out.write_text(json_text({"environment": environment(args.threads), "path_scan": scans}))
+        if args.json:
+            print(json_text({"environment": environment(args.threads), "path_scan": scans}))
+            return
+        print(f"target along the straight path, {args.path_scan} points; TV = total variation, median over tokens\n")
+        summary = []
+        for baseline in ("eos", "unk", "zero"):
+            for target in TARGETS:
+                rows_ = [r for r in scans if r["baseline"] == baseline and r["target"] == target]
+                gap = np.array([abs(r["gap"]) for r in rows_])
+                tv = np.array([r["total_variation"] for r in rows_])
+                jump = np.array([r["max_jump"] for r in rows_])
+                summary.append(
+                    (target, baseline, len(rows_), float(np.median(gap)), float(np.median(tv)),
+                     float(np.median(tv / np.maximum(gap, 1e-12))), float(np.median(jump)), float(jump.max()))
+                )  # fmt: skip
+        headers = ["target", "baseline", "tokens", "med |gap|", "med TV", "med TV/|gap|", "med max jump", "max jump"]
+        print(table(headers, summary))
+        return
     generations = []
     for prompt in PROMPTS[:n_prompts]:
         g = explainer.generate(
