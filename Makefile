@@ -102,4 +102,4 @@ probing-data: $(STAMP)
 	$(BIN)/python experiments/probing/prepare_data.py --out experiments/probing/data/sotu_silver.conllu
 
 clean:
-	rm -rf $(VENV) $(MODEL) logs .pytest_cache .ruff_cache .mypy_cache handlers/ecco_proto/ecco handlers/ecco_proto/torchserve
+	rm -rf $(VENV) $(MODEL) logs .pytest_cache .ruff_cache .mypy_cache handlers/ecco_proto/ecco handlers/ecco_proto/torchserve .run model_store/*.mar
