@@ -11,7 +11,10 @@ over all generated tokens of all prompts:
 - median |delta| / |gap|                       (relative completeness error)
 - NaN: tokens whose run ended in the engine's NonFiniteResult (reported, not raised)
 
-Run from the repository root: ``python benchmarks/completeness.py [--json] [--quick]``.
+Run from the repository root: ``python benchmarks/completeness.py [--json] [--quick]``;
+``--stage screen|converge|all|full`` picks the configurations (see ``plan``), ``--budget-minutes``
+(default 15) skips those that would not fit and lists them, ``--path-scan 1001`` instead prints how
+much the target swings along the straight path (forward passes only; explains the slow convergence).
 """
 
 from __future__ import annotations
