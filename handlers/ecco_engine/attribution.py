@@ -131,7 +131,7 @@ def attribute_tokens(
     targets: TargetSet,
     params: AttributionParams,
     method_name: str,
-    token_budget: int = 2048,
+    token_budget: int = 1024,
 ) -> Attribution:
     """Attribute each target of ``targets`` to the tokens before it, with one method."""
     *_, result = iter_attribute_tokens(
@@ -149,7 +149,7 @@ def iter_attribute_tokens(
     targets: TargetSet,
     params: AttributionParams,
     method_name: str,
-    token_budget: int = 2048,
+    token_budget: int = 1024,
 ) -> Iterator[AttributionRow | Attribution]:
     """Like ``attribute_tokens``, yielding each ``AttributionRow`` once final, then the ``Attribution``.
 
@@ -184,12 +184,29 @@ def iter_attribute_tokens(
         tolerance = params.completeness_tolerance
         looping = deltas is not None and tolerance is not None
 
+        def assemble() -> Attribution:
+            """The attribution as computed so far (all of it, once the loop is done)."""
+            return Attribution(
+                method=method_name,
+                target=params.target,
+                aggregation=params.aggregation,
+                target_positions=tuple(targets.positions),
+                scores=per_source.float().numpy(),
+                target_scores=target_scores.detach().double().numpy(),
+                contrast_token_id=targets.contrast_id if params.target is TargetKind.CONTRASTIVE else None,
+                baseline=params.baseline if method.uses_baseline else None,
+                n_steps=tuple(steps_used) if method.uses_baseline else None,
+                integration=params.integration if method.uses_baseline else None,
+                baseline_scores=baseline_scores.detach().double().numpy() if baseline_scores is not None else None,
+                convergence_deltas=deltas.numpy() if deltas is not None else None,
+            )
+
         def row_of(i: int) -> AttributionRow:
             end = targets.positions[i]
             row = per_source[i, :end].float().numpy()
             delta = float(deltas[i]) if deltas is not None else None
             if not np.isfinite(row).all() or (delta is not None and not np.isfinite(delta)):
-                _check_finite(_partial(method_name, params, targets, per_source, target_scores, deltas))
+                _check_finite(assemble())
             base = float(baseline_scores[i]) if baseline_scores is not None else None
             steps = steps_used[i] if method.uses_baseline else None
             return AttributionRow(method_name, end, row, float(target_scores[i]), delta, base, steps)
@@ -205,8 +222,7 @@ def iter_attribute_tokens(
                 scores = aggregate(attr.detach().double(), params.aggregation)
                 for row, i in enumerate(indices):
                     end = targets.positions[i]
-                    per_source[i, :end] = scores[row, :end]
-                    per_source[i, end:] = 0.0
+                    per_source[i, :end] = scores[row, :end]  # the rest of the row stays 0
                     steps_used[i] = n_steps
                     if deltas is not None and delta is not None:
                         deltas[i] = float(delta[row])
@@ -219,35 +235,9 @@ def iter_attribute_tokens(
         if looping:
             yield from (row_of(i) for i in range(n_targets))
 
-    result = Attribution(
-        method=method_name,
-        target=params.target,
-        aggregation=params.aggregation,
-        target_positions=tuple(targets.positions),
-        scores=per_source.float().numpy(),
-        target_scores=target_scores.detach().double().numpy(),
-        contrast_token_id=targets.contrast_id if params.target is TargetKind.CONTRASTIVE else None,
-        baseline=params.baseline if method.uses_baseline else None,
-        n_steps=tuple(steps_used) if method.uses_baseline else None,
-        integration=params.integration if method.uses_baseline else None,
-        baseline_scores=baseline_scores.detach().double().numpy() if baseline_scores is not None else None,
-        convergence_deltas=deltas.numpy() if deltas is not None else None,
-    )
+        result = assemble()
     _check_finite(result)
     yield result
-
-
-def _partial(method_name, params, targets, per_source, target_scores, deltas) -> Attribution:
-    return Attribution(
-        method=method_name,
-        target=params.target,
-        aggregation=params.aggregation,
-        target_positions=tuple(targets.positions),
-        scores=per_source.float().numpy(),
-        target_scores=target_scores.detach().double().numpy(),
-        baseline=params.baseline,
-        convergence_deltas=deltas.numpy() if deltas is not None else None,
-    )
 
 
 def _check_finite(result: Attribution) -> None:
