@@ -22,9 +22,9 @@ from .decode import (
     Decoded,
     Kind,
     Wire,
+    decode_internals,
     decode_request,
     to_engine_request,
-    to_proto_request,
     wire_of,
 )
 from .encode import (
@@ -41,8 +41,7 @@ from .encode import (
     to_status,
     to_wire,
 )
-from .internals_request import decode_internals, to_proto_internals
-from .internals_result import from_internals_result, to_internals_result
+from .internals_result import to_internals_result
 from .status import INTERNAL_MESSAGE, client_message, status_for, wire_path
 
 __all__ = [
@@ -63,7 +62,6 @@ __all__ = [
     "encode_stream_summary",
     "encode_stream_token",
     "from_int_matrix",
-    "from_internals_result",
     "from_matrix",
     "status_for",
     "to_attribution",
@@ -73,8 +71,6 @@ __all__ = [
     "to_int_matrix",
     "to_internals_result",
     "to_matrix",
-    "to_proto_internals",
-    "to_proto_request",
     "to_status",
     "to_wire",
     "wire_of",

@@ -7,7 +7,6 @@ Every problem is an ``InvalidRequest`` whose field is the dotted wire path, e.g.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -15,34 +14,19 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from ecco_engine import (
-    Aggregation,
-    AttributionParams,
-    ChatMessage,
-    ExplainRequest,
-    GenerationParams,
-    Integration,
-    InvalidRequest,
-    TargetKind,
-)
+from ecco_engine import AttributionParams, ExplainRequest, GenerationParams, InvalidRequest
+from ecco_engine.internals import InternalsParams
 from ecco_proto import PROTOBUF_CONTENT_TYPES
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
-from .fields import present, reraise_at
-from .internals_request import decode_internals, to_proto_internals
+from .fields import to_engine
 from .json_check import check_json
 
 Kind = Literal["generate", "explain"]
 Wire = Literal["json", "proto"]
 JSON_CONTENT_TYPES = ("application/json", "text/json", "text/plain")
 
-_KIND_TO_PROTO = {"generate": pb.GENERATE, "explain": pb.EXPLAIN}
 _PROTO_TO_KIND: dict[int, Kind] = {pb.GENERATE: "generate", pb.EXPLAIN: "explain"}
-
-#: proto enum value -> engine enum member, matched by name (a test checks both sides are complete)
-TARGETS = {pb.TargetKind.Value(m.name): m for m in TargetKind}
-AGGREGATIONS = {pb.Aggregation.Value(m.name): m for m in Aggregation}
-INTEGRATIONS = {pb.Integration.Value(m.name): m for m in Integration}
 
 #: engine field name -> wire path, for errors the engine raises with its own (flat) field names
 WIRE_PATHS: dict[str, str] = {
@@ -117,67 +101,16 @@ def _parse_proto(body: bytes) -> pb.ExplainRequest:
     return message
 
 
-def _enum(message: Message, name: str, table: Mapping[int, Any], path: str) -> dict[str, Any]:
-    value = getattr(message, name)
-    if value == 0:  # *_UNSPECIFIED: engine default
-        return {}
-    if value not in table:
-        raise InvalidRequest(path, f"unknown enum value {value}")
-    return {name: table[value]}
-
-
-def _generation(g: pb.GenerationParams) -> GenerationParams:
-    kwargs = present(g, ("max_new_tokens", "do_sample", "temperature", "top_k", "top_p", "seed"))
-    if g.stop:
-        kwargs["stop"] = tuple(g.stop)
-    try:
-        return GenerationParams(**kwargs)
-    except InvalidRequest as error:
-        raise reraise_at(error, f"generation.{error.field}") from None
-
-
-def _attribution(a: pb.AttributionParams) -> AttributionParams:
-    kwargs: dict[str, Any] = present(a, ("n_steps", "baseline", "completeness_tolerance", "max_n_steps"))
-    if a.skip and a.methods:
-        raise InvalidRequest("attribution.skip", f"skips attribution, so give no methods (got {list(a.methods)})")
-    if a.methods or a.skip:
-        kwargs["methods"] = tuple(a.methods)  # skip: () computes no attribution
-    kwargs |= _enum(a, "target", TARGETS, "attribution.target")
-    kwargs |= _enum(a, "aggregation", AGGREGATIONS, "attribution.aggregation")
-    kwargs |= _enum(a, "integration", INTEGRATIONS, "attribution.integration")
-    contrast = a.WhichOneof("contrast")
-    if contrast is not None:
-        kwargs["contrast_token"] = getattr(a, contrast)
-    if a.positions:
-        kwargs["positions"] = tuple(a.positions)
-    try:
-        return AttributionParams(**kwargs)
-    except InvalidRequest as error:
-        raise reraise_at(error, f"attribution.{error.field}") from None
-
-
-def _messages(items: Any) -> tuple[ChatMessage, ...]:
-    out = []
-    for i, m in enumerate(items):
-        try:
-            out.append(ChatMessage(role=m.role, content=m.content))
-        except InvalidRequest as error:
-            raise reraise_at(error, f"messages[{i}].{error.field.rsplit('.', 1)[-1]}") from None
-    return tuple(out)
-
-
 def to_engine_request(message: pb.ExplainRequest) -> ExplainRequest:
     """The engine request for a parsed ``ecco.v1.ExplainRequest`` (omitted fields: engine defaults)."""
-    generation = _generation(message.generation)
-    attribution = _attribution(message.attribution)
-    return ExplainRequest(
-        prompt=message.prompt if message.HasField("prompt") else None,
-        messages=_messages(message.messages),
-        continuation=message.continuation if message.HasField("continuation") else None,
-        generation=generation,
-        attribution=attribution,
-        internals=decode_internals(message.internals),
-    )
+    request: ExplainRequest = to_engine(message, ExplainRequest)
+    return request
+
+
+def decode_internals(message: pb.InternalsParams) -> InternalsParams:
+    """The engine's ``InternalsParams`` for the wire message; errors name ``internals.<field>``."""
+    params: InternalsParams = to_engine(message, InternalsParams, "internals")
+    return params
 
 
 def wire_of(body: Any, content_type: str | None = None) -> Wire:
@@ -239,53 +172,3 @@ def decode_request(body: Any, *, content_type: str | None = None, url_kind: str 
     return Decoded(
         kind=kind, request=to_engine_request(message), wire=wire, float16=message.float16, stream=message.stream
     )
-
-
-def to_proto_request(
-    request: ExplainRequest, kind: Kind = "explain", *, float16: bool = False, stream: bool = False
-) -> pb.ExplainRequest:
-    """The wire message for an engine request, every field set explicitly: the inverse of decoding
-    (``stream`` is set only when true)."""
-    g, a = request.generation, request.attribution
-    generation = pb.GenerationParams(
-        max_new_tokens=g.max_new_tokens,
-        do_sample=g.do_sample,
-        temperature=g.temperature,
-        top_k=g.top_k,
-        top_p=g.top_p,
-        stop=list(g.stop),
-    )
-    if g.seed is not None:
-        generation.seed = g.seed
-    attribution = pb.AttributionParams(
-        methods=list(a.methods),
-        target=pb.TargetKind.Value(a.target.name),
-        n_steps=a.n_steps,
-        integration=pb.Integration.Value(a.integration.name),
-        baseline=a.baseline,
-        aggregation=pb.Aggregation.Value(a.aggregation.name),
-        positions=list(a.positions or ()),
-        max_n_steps=a.max_n_steps,
-        skip=not a.methods,
-    )
-    if isinstance(a.contrast_token, str):
-        attribution.contrast_token = a.contrast_token
-    elif a.contrast_token is not None:
-        attribution.contrast_token_id = a.contrast_token
-    if a.completeness_tolerance is not None:
-        attribution.completeness_tolerance = a.completeness_tolerance
-    message = pb.ExplainRequest(
-        kind=_KIND_TO_PROTO[kind],
-        messages=[pb.ChatMessage(role=m.role, content=m.content) for m in request.messages],
-        generation=generation,
-        attribution=attribution,
-        float16=float16,
-        internals=to_proto_internals(request.internals),
-    )
-    if request.prompt is not None:
-        message.prompt = request.prompt
-    if request.continuation is not None:
-        message.continuation = request.continuation
-    if stream:
-        message.stream = True
-    return message

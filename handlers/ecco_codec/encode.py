@@ -23,6 +23,7 @@ from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 from .arrays import to_matrix
 from .decode import Decoded, Wire
+from .fields import wire_enum
 from .internals_result import to_internals_result
 
 ENGINE_VERSION: str = ecco_engine.__version__
@@ -44,8 +45,8 @@ def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
     """The wire form of one engine ``Attribution``."""
     message = pb.Attribution(
         method=a.method,
-        target=pb.TargetKind.Value(a.target.name),
-        aggregation=pb.Aggregation.Value(a.aggregation.name),
+        target=wire_enum(pb.TargetKind.DESCRIPTOR, a.target),
+        aggregation=wire_enum(pb.Aggregation.DESCRIPTOR, a.aggregation),
         target_positions=list(a.target_positions),
         n_sources=int(a.scores.shape[1]),
         scores=to_matrix(a.scores, float16=float16),
@@ -55,7 +56,7 @@ def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
         n_steps=list(a.n_steps or ()),
     )
     if a.integration is not None:
-        message.integration = pb.Integration.Value(a.integration.name)
+        message.integration = wire_enum(pb.Integration.DESCRIPTOR, a.integration)
     if a.baseline is not None:
         message.baseline = a.baseline
     if a.contrast_token_id is not None:

@@ -6,21 +6,17 @@
   request asked for ``float16`` and every value fits float16 (else float32: readers accept both);
 - 3-D arrays as one 2-D matrix per position (layer predictions) or per block (activations);
 - layer similarity as one (n_layers, n_layers) matrix per representation (float32, or float16 if asked).
-
-``from_internals_result`` is the inverse (used by tests and in-process comparisons).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 
 from ecco_engine.internals import (
     InternalsResult,
     LayerPredictions,
-    LayerSimilarity,
     NeuronActivations,
     NmfFactors,
     SimilarityMatrices,
@@ -29,12 +25,10 @@ from ecco_engine.internals import (
 )
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
-from .arrays import from_int_matrix, from_matrix, from_matrix_as, to_int_matrix, to_matrix
-from .internals_request import ORDERS, REPRESENTATIONS
+from .arrays import to_int_matrix, to_matrix
+from .fields import wire_enum
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-_ORDER_OF: dict[str, Any] = {v: k for k, v in ORDERS.items()}  # the stubs type enum numbers per enum
-_REPRESENTATION_OF: dict[str, Any] = {v: k for k, v in REPRESENTATIONS.items()}
 
 
 def _floats(array: np.ndarray, float16: bool) -> pb.Matrix:
@@ -90,7 +84,9 @@ def _activations(a: NeuronActivations, float16: bool) -> pb.NeuronActivations:
     return pb.NeuronActivations(
         positions=list(a.positions),
         n_neurons=a.n_neurons,
-        order=_ORDER_OF[a.order] if a.values is None else pb.ACTIVATION_ORDER_UNSPECIFIED,
+        order=wire_enum(pb.ActivationOrder.DESCRIPTOR, a.order)
+        if a.values is None
+        else pb.ACTIVATION_ORDER_UNSPECIFIED,
         layers=layers,
     )
 
@@ -114,7 +110,7 @@ def _similarity(s: SimilarityMatrices, float16: bool) -> pb.SimilarityMatrices:
         positions=list(s.positions),
         matrices=[
             pb.LayerSimilarity(
-                representation=_REPRESENTATION_OF[m.representation],
+                representation=wire_enum(pb.Representation.DESCRIPTOR, m.representation),
                 layers=list(m.layers),
                 matrix=_floats(m.matrix, float16),
             )
@@ -164,67 +160,3 @@ def to_internals_result(result: InternalsResult, *, float16: bool = False, token
     if tokenizer is not None:
         message.token_texts.update(token_texts(tokenizer, result_token_ids(result)))
     return message
-
-
-# ---- wire -> engine types (the inverse; token_texts are not part of the engine's result) ----------
-def _from_activations(m: pb.NeuronActivations) -> NeuronActivations:
-    layers, positions = tuple(item.layer for item in m.layers), tuple(m.positions)
-    if m.layers and m.layers[0].HasField("values"):
-        values = np.stack([from_matrix_as(item.values, np.float16) for item in m.layers])
-        return NeuronActivations(layers, positions, m.n_neurons, values=values)
-    return NeuronActivations(
-        layers,
-        positions,
-        m.n_neurons,
-        top_indices=np.stack([from_int_matrix(item.top_neurons) for item in m.layers]),
-        top_values=np.stack([from_matrix(item.top_values) for item in m.layers]),
-        order=ORDERS.get(m.order, "value"),
-    )
-
-
-def from_internals_result(m: pb.InternalsResult) -> InternalsResult:
-    """The engine ``InternalsResult`` of a wire message (arrays int64 / float32; full activations float16)."""
-    parts: dict[str, object] = {}
-    if m.HasField("layer_predictions"):
-        lp = m.layer_predictions
-        parts["layer_predictions"] = LayerPredictions(
-            positions=tuple(p.position for p in lp.predictions),
-            token_ids=np.stack([from_int_matrix(p.token_ids) for p in lp.predictions]),
-            probabilities=np.stack([from_matrix(p.probabilities) for p in lp.predictions]),
-            output_deviation=lp.output_deviation,
-        )
-    if m.HasField("token_rankings"):
-        tr = m.token_rankings
-        parts["token_rankings"] = TokenRankings(
-            tuple(tr.positions), tuple(tr.token_ids), from_int_matrix(tr.ranks), from_matrix(tr.probabilities)
-        )
-    if m.HasField("watch"):
-        w = m.watch
-        parts["watch"] = WatchedTokens(
-            w.position, tuple(w.token_ids), from_int_matrix(w.ranks), from_matrix(w.probabilities)
-        )
-    if m.HasField("activations"):
-        parts["activations"] = _from_activations(m.activations)
-    if m.HasField("nmf"):
-        n = m.nmf
-        parts["nmf"] = NmfFactors(
-            layers=tuple(n.layers),
-            positions=tuple(n.positions),
-            token_strengths=from_matrix(n.token_strengths),
-            top_layers=from_int_matrix(n.top_layers),
-            top_neurons=from_int_matrix(n.top_neurons),
-            top_weights=from_matrix(n.top_weights),
-            relative_error=n.relative_error,
-            n_iter=n.n_iter,
-        )
-    if m.HasField("similarity"):
-        s = m.similarity
-        parts["similarity"] = SimilarityMatrices(
-            method=s.method,
-            positions=tuple(s.positions),
-            matrices=tuple(
-                LayerSimilarity(REPRESENTATIONS[item.representation], tuple(item.layers), from_matrix(item.matrix))
-                for item in s.matrices
-            ),
-        )
-    return InternalsResult(n_layers=m.n_layers, **parts)  # type: ignore[arg-type]

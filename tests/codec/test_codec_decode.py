@@ -6,9 +6,10 @@ import json
 
 import pytest
 from google.protobuf import json_format
+from wire_inverse import to_proto_request
 
-from ecco_codec import decode_request, to_proto_request
-from ecco_codec.decode import AGGREGATIONS, INTEGRATIONS, TARGETS
+from ecco_codec import decode_request
+from ecco_codec.fields import engine_enum
 from ecco_engine import (
     Aggregation,
     AttributionParams,
@@ -121,12 +122,13 @@ def test_omitted_fields_give_engine_defaults(body) -> None:
 
 
 def test_enum_tables_cover_both_sides() -> None:
-    for table, engine_enum, proto_enum in [
-        (TARGETS, TargetKind, pb.TargetKind),
-        (AGGREGATIONS, Aggregation, pb.Aggregation),
-        (INTEGRATIONS, Integration, pb.Integration),
+    for engine_type, proto_enum in [
+        (TargetKind, pb.TargetKind),
+        (Aggregation, pb.Aggregation),
+        (Integration, pb.Integration),
     ]:
-        assert set(table.values()) == set(engine_enum)
+        table = {n: engine_enum(n, proto_enum.DESCRIPTOR, engine_type, "test") for n in proto_enum.values() if n != 0}
+        assert set(table.values()) == set(engine_type)
         assert set(table) == {v for v in proto_enum.values() if v != 0}
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2, json_format
+from wire_inverse import to_proto_request
 
 from ecco_codec import (
     ENGINE_VERSION,
@@ -19,7 +20,6 @@ from ecco_codec import (
     encode_stream_token,
     from_matrix,
     status_for,
-    to_proto_request,
 )
 from ecco_engine import Explanation, GenerationResult, LimitExceeded, Timing
 from ecco_engine.attribution import AttributionRow

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 from google.protobuf import json_format
+from wire_inverse import from_internals_result, to_proto_internals, to_proto_request
 
 from ecco_codec import (
     Decoded,
@@ -20,12 +21,9 @@ from ecco_codec import (
     decode_request,
     encode_explanation,
     encode_stream_summary,
-    from_internals_result,
     to_internals_result,
-    to_proto_internals,
-    to_proto_request,
 )
-from ecco_codec.internals_request import MODES, ORDERS
+from ecco_codec.fields import engine_enum
 from ecco_engine import AttributionParams, ExplainRequest, GenerationParams
 from ecco_engine.internals import InternalsParams, InternalsResult, Intervention
 from ecco_engine.internals.types import ACTIVATION_ORDERS, INTERVENTION_MODES
@@ -261,6 +259,8 @@ def test_attribution_skip_computes_none(explainer) -> None:
 
 
 def test_enum_tables_are_complete() -> None:
+    MODES = {n: engine_enum(n, pb.InterventionMode.DESCRIPTOR, str, "test") for n in pb.InterventionMode.values() if n}
+    ORDERS = {n: engine_enum(n, pb.ActivationOrder.DESCRIPTOR, str, "test") for n in pb.ActivationOrder.values() if n}
     assert sorted(MODES.values()) == sorted(INTERVENTION_MODES)
     assert sorted(ORDERS.values()) == sorted(ACTIVATION_ORDERS)
     assert set(MODES) == {v.number for v in pb.InterventionMode.DESCRIPTOR.values if v.number}

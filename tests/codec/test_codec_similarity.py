@@ -11,18 +11,17 @@ import json
 import numpy as np
 import pytest
 from google.protobuf import json_format
+from wire_inverse import from_internals_result, to_proto_internals
 
 from ecco_codec import (
     Decoded,
     decode_internals,
     decode_request,
     encode_explanation,
-    from_internals_result,
     status_for,
     to_internals_result,
-    to_proto_internals,
 )
-from ecco_codec.internals_request import REPRESENTATIONS
+from ecco_codec.fields import engine_enum
 from ecco_engine import AttributionParams, ExplainRequest, GenerationParams, InvalidRequest, UnknownMethod
 from ecco_engine.internals import InternalsParams, SimilarityMatrices
 from ecco_engine.internals.types import SIMILARITY_REPRESENTATIONS
@@ -93,6 +92,9 @@ def test_request_fields_round_trip_and_decode_from_json() -> None:
 
 
 def test_representation_table_is_complete() -> None:
+    REPRESENTATIONS = {
+        n: engine_enum(n, pb.Representation.DESCRIPTOR, str, "t") for n in pb.Representation.values() if n
+    }
     assert sorted(REPRESENTATIONS.values()) == sorted(SIMILARITY_REPRESENTATIONS)
     assert set(REPRESENTATIONS) == {v.number for v in pb.Representation.DESCRIPTOR.values if v.number}
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from wire_inverse import from_internals_result
 
-from ecco_codec import from_internals_result
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 from ts_calls import grpc_predict, in_process, reply_message, request_message, rest
 
