@@ -14,8 +14,7 @@ Command line: ``ecco explain --prompt ...`` (see ``ecco --help``).
 from __future__ import annotations
 
 from .auth import find_key_file, read_key_file
-from .build import build_request
-from .build_internals import build_internals, parse_intervention
+from .build import build_internals, build_request, parse_intervention
 from .client import EccoClient
 from .errors import EccoError
 from .internals import (

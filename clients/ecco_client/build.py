@@ -1,125 +1,113 @@
-"""Keyword arguments -> ``ecco.v1.ExplainRequest``; ``None`` leaves a field out (server default)."""
+"""Keyword arguments -> ``ecco.v1.ExplainRequest`` / ``InternalsParams``, field by field from the descriptors.
+
+The keywords are the proto field names: those of ``ExplainRequest`` (``prompt``, ``messages``,
+``continuation``, ``float16``) and, given flat, those of its ``generation`` and ``attribution`` messages
+(``max_new_tokens``, ``n_steps`` ...); ``internals`` takes those of ``InternalsParams`` as a dict. A new
+proto field is a new keyword with no change here. ``None`` or an empty list leaves a field out (server
+default); enums take names in any case. The server validates everything else (and names the field).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
-
-from .build_internals import build_internals
+from ecco_proto.fields import enum_number, fill
 
 Kind = Literal["generate", "explain"]
+InterventionLike = pb.Intervention | Mapping[str, Any] | tuple[Any, ...] | list[Any] | str
+
+#: the request's sections whose fields are given as flat keywords
+SECTIONS = ("generation", "attribution")
+_SECTION_OF = {
+    field.name: section
+    for section in SECTIONS
+    for field in pb.ExplainRequest.DESCRIPTOR.fields_by_name[section].message_type.fields
+}
+#: the flat keywords of ``build_request`` that are request fields (``kind`` and ``stream`` are how it
+#: is sent, ``internals`` a dict of its own)
+REQUEST_OPTIONS = frozenset(
+    {f.name for f in pb.ExplainRequest.DESCRIPTOR.fields if f.name not in (*SECTIONS, "kind", "stream", "internals")}
+    | set(_SECTION_OF)
+)
 
 
-def _enum(enum: Any, value: str | int | None, name: str) -> Any:  # an enum number (the stubs type it per enum)
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value
-    names = enum.DESCRIPTOR.values_by_name
-    candidate = value.upper().replace("-", "_")
-    if candidate in names:
-        return names[candidate].number
-    allowed = ", ".join(k.lower() for k in names if not k.endswith("UNSPECIFIED"))
-    raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+def parse_intervention(text: str) -> pb.Intervention:
+    """``"layer:neuron:set|scale:value"`` (e.g. ``"3:117:set:0"``, ``"5:2:scale:1.5"``) -> ``Intervention``."""
+    parts = text.split(":")
+    if len(parts) != 4:
+        raise ValueError(f"an intervention is layer:neuron:set|scale:value, got {text!r}")
+    layer, neuron, mode, value = parts
+    try:
+        return pb.Intervention(
+            layer=int(layer),
+            neuron=int(neuron),
+            mode=enum_number(pb.InterventionMode.DESCRIPTOR, mode, "intervention mode"),  # type: ignore[arg-type]
+            value=float(value),
+        )
+    except ValueError as error:
+        raise ValueError(f"intervention {text!r}: {error}") from None
 
 
-def _chat(messages: Iterable[Any]) -> list[pb.ChatMessage]:
-    out = []
-    for m in messages:
-        if isinstance(m, pb.ChatMessage):
-            out.append(m)
-        elif isinstance(m, dict):
-            out.append(pb.ChatMessage(role=m["role"], content=m["content"]))
-        else:  # (role, content)
-            role, content = m
-            out.append(pb.ChatMessage(role=role, content=content))
-    return out
+def intervention(item: InterventionLike) -> pb.Intervention:
+    """An ``Intervention`` from a ``"layer:neuron:mode:value"`` string or a ``(layer, neuron, mode, value)``
+    tuple (a message or a dict is taken as it is by ``fill``)."""
+    if isinstance(item, str):
+        return parse_intervention(item)
+    layer, neuron, mode, value = tuple(item)  # type: ignore[arg-type]
+    return fill(pb.Intervention(), {"layer": layer, "neuron": neuron, "mode": mode, "value": value})  # type: ignore[return-value]
+
+
+def watch_token(token: str | int) -> pb.WatchToken:
+    """A watched token: a one-token text (``" Paris"``) or a token id."""
+    if isinstance(token, bool) or not isinstance(token, (str, int)):
+        raise ValueError(f"a watched token is a one-token text or a token id, got {token!r}")
+    return pb.WatchToken(text=token) if isinstance(token, str) else pb.WatchToken(id=token)
+
+
+def _chat(turn: tuple[str, str]) -> pb.ChatMessage:
+    role, content = turn
+    return pb.ChatMessage(role=role, content=content)
+
+
+#: items given as something else than a message or a dict: message full name -> builder
+ITEMS = {"ecco.v1.ChatMessage": _chat, "ecco.v1.Intervention": intervention, "ecco.v1.WatchToken": watch_token}
+
+
+def build_internals(**options: Any) -> pb.InternalsParams:
+    """``InternalsParams`` from its field names (``layer_predictions=True, watch=[" Paris", 42]``).
+
+    Positions are absolute sequence positions; lens layers 0..n_layers, blocks 0..n_layers-1 (see the
+    proto's comments). ``watch``: one-token texts or ids; ``interventions``: ``"layer:neuron:mode:value"``
+    strings, ``(layer, neuron, mode, value)`` tuples, dicts or messages; ``similarity``: ``"hidden"``
+    and / or ``"ffn"``."""
+    return fill(pb.InternalsParams(), options, ITEMS)  # type: ignore[return-value]
 
 
 def build_request(
     kind: Kind,
     *,
-    prompt: str | None = None,
-    messages: Iterable[Any] = (),
-    continuation: str | None = None,
-    max_new_tokens: int | None = None,
-    do_sample: bool | None = None,
-    temperature: float | None = None,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
-    stop: Sequence[str] = (),
-    methods: Sequence[str] = (),
-    target: str | None = None,
     contrast: str | int | None = None,
-    n_steps: int | None = None,
-    integration: str | None = None,
-    baseline: str | None = None,
-    aggregation: str | None = None,
-    positions: Sequence[int] = (),
-    completeness_tolerance: float | None = None,
-    max_n_steps: int | None = None,
-    float16: bool = False,
     attribute: bool = True,
     internals: pb.InternalsParams | Mapping[str, Any] | None = None,
-    stream: bool = False,
+    **options: Any,
 ) -> pb.ExplainRequest:
-    """An ``ExplainRequest``. ``messages``: ``(role, content)`` pairs or ``{"role", "content"}`` dicts;
-    ``contrast``: a one-token text or a token id; enum options by name, any case ("log_probability").
-    ``attribute=False``: no attribution (e.g. internals only). ``internals``: the keyword arguments of
-    ``build_internals`` as a dict (``{"layer_predictions": True, "watch": [" Paris", " London"]}``) or
-    an ``InternalsParams`` message. ``stream=True`` asks for a stream of ``StreamEvent`` (what
-    ``EccoClient.stream`` sends; never on a unary call). The server validates everything else (and
-    names the field when something is wrong)."""
-    generation = pb.GenerationParams(stop=list(stop))
-    for name, value in [
-        ("max_new_tokens", max_new_tokens),
-        ("do_sample", do_sample),
-        ("temperature", temperature),
-        ("top_k", top_k),
-        ("top_p", top_p),
-        ("seed", seed),
-    ]:
-        if value is not None:
-            setattr(generation, name, value)
-    attribution = pb.AttributionParams(
-        methods=list(methods),
-        target=_enum(pb.TargetKind, target, "target"),
-        integration=_enum(pb.Integration, integration, "integration"),
-        aggregation=_enum(pb.Aggregation, aggregation, "aggregation"),
-        positions=list(positions),
-        skip=not attribute,
-    )
-    optional: list[tuple[str, object]] = [
-        ("n_steps", n_steps),
-        ("baseline", baseline),
-        ("completeness_tolerance", completeness_tolerance),
-        ("max_n_steps", max_n_steps),
-    ]
-    for name, given in optional:
-        if given is not None:
-            setattr(attribution, name, given)
-    if isinstance(contrast, str):
-        attribution.contrast_token = contrast
-    elif contrast is not None:
-        attribution.contrast_token_id = contrast
-    request = pb.ExplainRequest(
-        kind=pb.EXPLAIN if kind == "explain" else pb.GENERATE,
-        messages=_chat(messages),
-        generation=generation,
-        attribution=attribution,
-        float16=float16,
-    )
-    if internals is not None:
-        request.internals.CopyFrom(
-            internals if isinstance(internals, pb.InternalsParams) else build_internals(**internals)
-        )
-    if prompt is not None:
-        request.prompt = prompt
-    if continuation is not None:
-        request.continuation = continuation
-    if stream:
-        request.stream = True
-    return request
+    """An ``ExplainRequest`` of ``kind`` from field names (see the module doc), plus three conveniences:
+    ``contrast`` (a one-token text or a token id: ``contrast_token`` / ``contrast_token_id``),
+    ``attribute=False`` (``skip``: no attribution, e.g. internals only) and ``internals`` (the keywords
+    of ``build_internals`` as a dict, or an ``InternalsParams`` message). ``messages``: ``(role,
+    content)`` pairs or ``{"role", "content"}`` dicts. ``stream=True`` asks for a stream of
+    ``StreamEvent`` (what ``EccoClient.stream`` sends; never on a unary call)."""
+    top: dict[str, Any] = {"kind": kind}
+    sections: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    for name, value in options.items():
+        (sections[_SECTION_OF[name]] if name in _SECTION_OF else top)[name] = value
+    if contrast is not None:
+        sections["attribution"]["contrast_token" if isinstance(contrast, str) else "contrast_token_id"] = contrast
+    if not attribute:
+        sections["attribution"]["skip"] = True
+    if internals is not None and not isinstance(internals, pb.InternalsParams):
+        internals = build_internals(**internals)
+    values = {**top, **{name: given for name, given in sections.items() if given}, "internals": internals}
+    return fill(pb.ExplainRequest(), values, ITEMS)  # type: ignore[return-value]

@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from .auth import find_key_file, read_key_file
-from .cli_internals import add_internals_options, add_intervention_option, internals_options, interventions_text
+from .build import REQUEST_OPTIONS
+from .cli_internals import (
+    INTERNALS,
+    add_internals_options,
+    add_intervention_option,
+    internals_options,
+    interventions_text,
+)
 from .client import EccoClient
 from .errors import EccoError
 from .results import ExplainResult, GenerateResult, RowEvent, TokenEvent
@@ -57,7 +64,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--timeout", type=float, default=600.0, help="seconds (%(default)s)")
     what = parser.add_argument_group("input")
     what.add_argument("--prompt", help="plain-text prompt")
-    what.add_argument("--chat", type=_chat, action="append", default=[], metavar="ROLE:CONTENT", help="a chat turn")
+    what.add_argument(
+        "--chat", dest="messages", type=_chat, action="append", default=[], metavar="ROLE:CONTENT", help="a chat turn"
+    )
     what.add_argument("--continuation", help="explain this given text instead of generating (teacher forcing)")
     gen = parser.add_argument_group("generation")
     gen.add_argument("--max-new-tokens", type=int)
@@ -83,10 +92,10 @@ def parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="generate, then attribute each generated token")
     _common(explain)
     att = explain.add_argument_group("attribution")
-    att.add_argument("--method", action="append", default=[], help="attribution method (repeatable)")
+    att.add_argument("--method", dest="methods", action="append", default=[], help="attribution method (repeatable)")
     att.add_argument("--target", help="probability | log_probability | logit | contrastive")
-    att.add_argument("--contrast", help="contrast token text (target contrastive)")
-    att.add_argument("--contrast-id", type=int, help="contrast token id (target contrastive)")
+    att.add_argument("--contrast", dest="contrast_token", help="contrast token text (target contrastive)")
+    att.add_argument("--contrast-id", dest="contrast_token_id", type=int, help="contrast token id (target contrastive)")
     att.add_argument("--baseline", help="zero | eos | bos | pad | unk | mask")
     att.add_argument("--n-steps", type=int)
     att.add_argument("--integration", help="gauss_legendre | riemann_left | ...")
@@ -102,39 +111,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "prompt": args.prompt,
-        "messages": args.chat,
-        "continuation": args.continuation,
-        "max_new_tokens": args.max_new_tokens,
-        "do_sample": args.do_sample,
-        "temperature": args.temperature,
-        "top_k": args.top_k,
-        "top_p": args.top_p,
-        "seed": args.seed,
-        "stop": args.stop,
-        "internals": internals_options(args),
-    }
-    if args.command == "explain":
-        if args.contrast is not None and args.contrast_id is not None:
-            raise SystemExit("ecco: give --contrast or --contrast-id, not both")
-        options |= {
-            "methods": args.method,
-            "target": args.target,
-            "contrast": args.contrast if args.contrast is not None else args.contrast_id,
-            "baseline": args.baseline,
-            "n_steps": args.n_steps,
-            "integration": args.integration,
-            "aggregation": args.aggregation,
-            "positions": args.positions,
-            "completeness_tolerance": args.completeness_tolerance,
-            "max_n_steps": args.max_n_steps,
-            "float16": args.float16,
-            "attribute": not args.no_attribution,
-        }
-        if args.no_attribution and args.method:
-            raise SystemExit("ecco: give --method or --no-attribution, not both")
-    return options
+    """``build_request``'s keywords: every option whose dest is a request field, plus the internals."""
+    options = {name: value for name, value in vars(args).items() if name in REQUEST_OPTIONS}
+    if options.get("contrast_token") is not None and options.get("contrast_token_id") is not None:
+        raise SystemExit("ecco: give --contrast or --contrast-id, not both")
+    if options.get("skip") and options.get("methods"):
+        raise SystemExit("ecco: give --method or --no-attribution, not both")
+    return options | {"internals": internals_options(args)}
 
 
 def _client(args: argparse.Namespace) -> EccoClient:
@@ -187,8 +170,9 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
         print(explanation_table(result, top=args.top), file=out)
     else:
         print(generation_table(result), file=out)
-    if args.intervene and not args.json:
-        print(interventions_text(args.intervene), file=out)
+    interventions = getattr(args, f"{INTERNALS}interventions")
+    if interventions and not args.json:
+        print(interventions_text(interventions), file=out)
     return 0
 
 

@@ -12,7 +12,10 @@ from typing import Any
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
-from .build_internals import parse_intervention
+from .build import parse_intervention
+
+#: dests of the options that are ``InternalsParams`` fields: ``internals.<field>``
+INTERNALS = "internals."
 
 
 def _ints(value: str) -> list[int]:
@@ -33,6 +36,7 @@ def add_intervention_option(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("neuron interventions")
     group.add_argument(
         "--intervene",
+        dest=f"{INTERNALS}interventions",
         type=_intervention,
         action="append",
         default=[],
@@ -48,29 +52,93 @@ def add_internals_options(parser: argparse.ArgumentParser) -> None:
         "positions are absolute positions in the sequence (prompt + generated)",
     )
     group.add_argument("--layers", action="store_true", help="layer predictions (logit lens) and token rankings")
-    group.add_argument("--lens-top-k", type=int, metavar="K", help="tokens per lens layer (server default 5)")
     group.add_argument(
-        "--lens-positions", type=_ints, default=[], metavar="P,..", help="lens positions (default: the predicting ones)"
+        "--lens-top-k", dest=f"{INTERNALS}top_k", type=int, metavar="K", help="tokens per lens layer (server default 5)"
     )
     group.add_argument(
-        "--watch", action="append", default=[], metavar="TEXT", help="watch a one-token text (repeatable)"
+        "--lens-positions",
+        dest=f"{INTERNALS}positions",
+        type=_ints,
+        default=[],
+        metavar="P,..",
+        help="lens positions (default: the predicting ones)",
+    )
+    group.add_argument(
+        "--watch",
+        dest=f"{INTERNALS}watch",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="watch a one-token text (repeatable)",
     )
     group.add_argument("--watch-id", type=int, action="append", default=[], metavar="ID", help="watch a token id")
-    group.add_argument("--watch-position", type=int, metavar="P", help="watch position (default: last prompt token)")
-    group.add_argument("--activations", action="store_true", help="FFNN neuron activations (full, float16)")
     group.add_argument(
-        "--activation-top-k", type=int, metavar="K", help="only the top K neurons per block and position"
+        "--watch-position",
+        dest=f"{INTERNALS}watch_position",
+        type=int,
+        metavar="P",
+        help="watch position (default: last prompt token)",
     )
-    group.add_argument("--activation-order", choices=["value", "magnitude"], help="top neurons by (default value)")
-    group.add_argument("--activation-layers", type=_ints, default=[], metavar="B,..", help="blocks (default: all)")
     group.add_argument(
-        "--activation-positions", type=_ints, default=[], metavar="P,..", help="positions (default: all)"
+        "--activations",
+        dest=f"{INTERNALS}activations",
+        action="store_true",
+        help="FFNN neuron activations (full, float16)",
     )
-    group.add_argument("--nmf", type=int, metavar="N", help="NMF of the activations into N components")
-    group.add_argument("--nmf-layers", type=_ints, default=[], metavar="B,..", help="blocks factored by NMF")
-    group.add_argument("--nmf-top-neurons", type=int, metavar="K", help="top neurons per component (default 10)")
+    group.add_argument(
+        "--activation-top-k",
+        dest=f"{INTERNALS}activation_top_k",
+        type=int,
+        metavar="K",
+        help="only the top K neurons per block and position",
+    )
+    group.add_argument(
+        "--activation-order",
+        dest=f"{INTERNALS}activation_order",
+        choices=["value", "magnitude"],
+        help="top neurons by (default value)",
+    )
+    group.add_argument(
+        "--activation-layers",
+        dest=f"{INTERNALS}activation_layers",
+        type=_ints,
+        default=[],
+        metavar="B,..",
+        help="blocks (default: all)",
+    )
+    group.add_argument(
+        "--activation-positions",
+        dest=f"{INTERNALS}activation_positions",
+        type=_ints,
+        default=[],
+        metavar="P,..",
+        help="positions (default: all)",
+    )
+    group.add_argument(
+        "--nmf",
+        dest=f"{INTERNALS}nmf_components",
+        type=int,
+        metavar="N",
+        help="NMF of the activations into N components",
+    )
+    group.add_argument(
+        "--nmf-layers",
+        dest=f"{INTERNALS}nmf_layers",
+        type=_ints,
+        default=[],
+        metavar="B,..",
+        help="blocks factored by NMF",
+    )
+    group.add_argument(
+        "--nmf-top-neurons",
+        dest=f"{INTERNALS}nmf_top_neurons",
+        type=int,
+        metavar="K",
+        help="top neurons per component (default 10)",
+    )
     group.add_argument(
         "--similarity",
+        dest=f"{INTERNALS}similarity",
         choices=["hidden", "ffn"],
         action="append",
         default=[],
@@ -78,38 +146,30 @@ def add_internals_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--similarity-method",
+        dest=f"{INTERNALS}similarity_method",
         metavar="NAME",
         help="linear_cka (default; alias cka), cca, svcca or pwcca (the CCA family needs many tokens)",
     )
     group.add_argument(
-        "--similarity-positions", type=_ints, default=[], metavar="P,..", help="tokens compared (default: all)"
+        "--similarity-positions",
+        dest=f"{INTERNALS}similarity_positions",
+        type=_ints,
+        default=[],
+        metavar="P,..",
+        help="tokens compared (default: all)",
     )
-    group.add_argument("--no-attribution", action="store_true", help="skip attribution (only look inside)")
+    group.add_argument("--no-attribution", dest="skip", action="store_true", help="skip attribution (only look inside)")
 
 
 def internals_options(args: argparse.Namespace) -> dict[str, Any] | None:
-    """``build_request``'s ``internals`` (a dict for ``build_internals``), or None when nothing is asked."""
-    options: dict[str, Any] = {"interventions": list(args.intervene)}
-    if getattr(args, "layers", None) is not None:  # explain
-        options |= {
-            "layer_predictions": args.layers,
-            "token_rankings": args.layers,
-            "top_k": args.lens_top_k,
-            "positions": args.lens_positions,
-            "watch": [*args.watch, *args.watch_id],
-            "watch_position": args.watch_position,
-            "activations": args.activations,
-            "activation_top_k": args.activation_top_k,
-            "activation_order": args.activation_order,
-            "activation_layers": args.activation_layers,
-            "activation_positions": args.activation_positions,
-            "nmf_components": args.nmf,
-            "nmf_layers": args.nmf_layers,
-            "nmf_top_neurons": args.nmf_top_neurons,
-            "similarity": args.similarity,
-            "similarity_method": args.similarity_method,
-            "similarity_positions": args.similarity_positions,
-        }
+    """``build_request``'s ``internals`` (the ``internals.<field>`` options as a dict for ``build_internals``;
+    ``--layers`` asks for layer predictions and token rankings, ``--watch-id`` adds ids to ``--watch``),
+    or None when nothing is asked."""
+    options = {name.removeprefix(INTERNALS): v for name, v in vars(args).items() if name.startswith(INTERNALS)}
+    if getattr(args, "layers", False):
+        options |= {"layer_predictions": True, "token_rankings": True}
+    if getattr(args, "watch_id", None):
+        options["watch"] = [*options["watch"], *args.watch_id]
     return options if any(v not in (None, False, []) for v in options.values()) else None
 
 
