@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
+from ecco_proto.fields import enum_name
 
 from .matrices import IntRows, Rows, int_rows, matrix_rows
 
@@ -264,7 +265,7 @@ class Internals:
                 )
                 for item in a.layers
             )
-            order = None if a.order == 0 else pb.ActivationOrder.Name(a.order).lower()
+            order = enum_name(pb.ActivationOrder.DESCRIPTOR, a.order)
             parts["activations"] = NeuronActivations(tuple(a.positions), a.n_neurons, order, layers)
         if m.HasField("nmf"):
             n = m.nmf
@@ -282,7 +283,9 @@ class Internals:
             sm = m.similarity
             matrices = tuple(
                 LayerSimilarity(
-                    pb.Representation.Name(item.representation).lower(), tuple(item.layers), matrix_rows(item.matrix)
+                    str(enum_name(pb.Representation.DESCRIPTOR, item.representation)),
+                    tuple(item.layers),
+                    matrix_rows(item.matrix),
                 )
                 for item in sm.matrices
             )

@@ -12,13 +12,10 @@ from typing import Any
 from google.protobuf import json_format
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
+from ecco_proto.fields import enum_name
 
 from .internals import Internals
 from .matrices import matrix_rows
-
-
-def _enum_name(enum: Any, value: int) -> str | None:
-    return None if value == 0 else enum.Name(value).lower()
 
 
 def to_json(message: Any) -> dict[str, Any]:
@@ -75,8 +72,8 @@ class Attribution:
     def from_proto(cls, a: pb.Attribution) -> Attribution:
         return cls(
             method=a.method,
-            target=_enum_name(pb.TargetKind, a.target),
-            aggregation=_enum_name(pb.Aggregation, a.aggregation),
+            target=enum_name(pb.TargetKind.DESCRIPTOR, a.target),
+            aggregation=enum_name(pb.Aggregation.DESCRIPTOR, a.aggregation),
             target_positions=tuple(a.target_positions),
             n_sources=a.n_sources,
             scores=matrix_rows(a.scores),
@@ -85,7 +82,7 @@ class Attribution:
             convergence_deltas=tuple(a.convergence_deltas),
             n_steps=tuple(a.n_steps),
             baseline=a.baseline if a.HasField("baseline") else None,
-            integration=_enum_name(pb.Integration, a.integration),
+            integration=enum_name(pb.Integration.DESCRIPTOR, a.integration),
             contrast_token_id=a.contrast_token_id if a.HasField("contrast_token_id") else None,
         )
 

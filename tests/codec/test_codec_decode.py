@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from google.protobuf import json_format
 from wire_inverse import to_proto_request
 
 from ecco_codec import decode_request
-from ecco_codec.fields import engine_enum
+from ecco_codec.fields import ONEOFS, OVERRIDES, WIRE_ONLY, engine_enum
 from ecco_engine import (
     Aggregation,
     AttributionParams,
@@ -20,6 +21,7 @@ from ecco_engine import (
     InvalidRequest,
     TargetKind,
 )
+from ecco_engine.internals import InternalsParams, Intervention
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 FULL_PROMPT = ExplainRequest(
@@ -244,3 +246,27 @@ def test_content_types() -> None:
     assert decode_request('{"prompt": "x"}', content_type="text/plain").wire == "json"
     with pytest.raises(ValueError, match="url_kind"):
         decode_request({"prompt": "x"}, url_kind="predict")
+
+
+REQUEST_TYPES = {
+    "ecco.v1.ExplainRequest": ExplainRequest,
+    "ecco.v1.GenerationParams": GenerationParams,
+    "ecco.v1.AttributionParams": AttributionParams,
+    "ecco.v1.ChatMessage": ChatMessage,
+    "ecco.v1.InternalsParams": InternalsParams,
+    "ecco.v1.Intervention": Intervention,
+}
+
+
+def test_every_request_field_is_mapped_by_name_or_declared() -> None:
+    """A request field is decoded by name into the engine field of the same name; the rest is declared in
+    ``ecco_codec.fields`` (wire-only, a oneof, an override), so nothing is silently dropped."""
+    for full_name, engine_type in REQUEST_TYPES.items():
+        engine = {f.name for f in dataclasses.fields(engine_type)}
+        for field in pb.DESCRIPTOR.message_types_by_name[full_name.rsplit(".", 1)[1]].fields:
+            oneof = field.containing_oneof
+            declared = field.full_name in WIRE_ONLY or field.full_name in OVERRIDES
+            declared = declared or (oneof is not None and oneof.full_name in ONEOFS)
+            assert declared or field.name in engine, field.full_name
+            if field.message_type is not None and not declared:
+                assert field.message_type.full_name in REQUEST_TYPES, field.full_name
