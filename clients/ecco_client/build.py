@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
-from ecco_proto.fields import enum_number, fill
+from ecco_proto.fields import ItemBuilders, enum_number, fill
 
 Kind = Literal["generate", "explain"]
 InterventionLike = pb.Intervention | Mapping[str, Any] | tuple[Any, ...] | list[Any] | str
@@ -72,7 +72,11 @@ def _chat(turn: tuple[str, str]) -> pb.ChatMessage:
 
 
 #: items given as something else than a message or a dict: message full name -> builder
-ITEMS = {"ecco.v1.ChatMessage": _chat, "ecco.v1.Intervention": intervention, "ecco.v1.WatchToken": watch_token}
+ITEMS: ItemBuilders = {
+    "ecco.v1.ChatMessage": _chat,
+    "ecco.v1.Intervention": intervention,
+    "ecco.v1.WatchToken": watch_token,
+}
 
 
 def build_internals(**options: Any) -> pb.InternalsParams:
