@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ecco_engine.analysis.experiment import run_probing
-from ecco_engine.analysis.probing import ProbeConfig
+from ecco_tools.probing.experiment import run_probing
+from ecco_tools.probing.probes import ProbeConfig
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 

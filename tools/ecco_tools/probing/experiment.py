@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidRequest
+from ecco_engine.errors import InvalidRequest
+
 from .alignment import pick_subtoken
 from .conllu import Sentence, read_conllu
-from .probing import ProbeConfig, control_labels, majority_baseline, probe, split_by_sentence, word_type_baseline
+from .probes import ProbeConfig, control_labels, majority_baseline, probe, split_by_sentence, word_type_baseline
 
 
 @dataclass(frozen=True)
