@@ -32,9 +32,7 @@ def format_attribution(generation: GenerationResult, attribution: Attribution, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ecco_tools.explain", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="generate and attribute every generated token")
+    ex = argparse.ArgumentParser(prog="python -m ecco_tools.explain", description=__doc__)
     ex.add_argument("--model", required=True, help="model folder (safetensors) or .gguf file")
     ex.add_argument("--prompt", required=True)
     ex.add_argument("--continuation", help="explain this given text instead of generating")
@@ -44,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--baseline", default="eos")
     ex.add_argument("--n-steps", type=int, default=AttributionParams.n_steps)
     ex.add_argument("--top", type=int, default=6, help="sources shown per token (0: all)")
-    args = parser.parse_args(argv)
+    args = ex.parse_args(argv)
 
     from ecco_engine.explainer import Explainer
     from ecco_engine.loading import load_model

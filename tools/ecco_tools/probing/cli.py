@@ -128,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-iter", type=int, default=100, help="L-BFGS iterations per probe (default 100)")
     pr.add_argument("--test-share", type=float, default=0.2, help="share of sentences held out (default 0.2)")
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--layers", type=int, nargs="+", help="probe only these layers (hidden 0..L, FFNN 1..L)")
+    pr.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        help="probe only these layers l (hidden state of layer l: 0..L; FFNN of block l-1: 1..L)",
+    )
     pr.add_argument("--keep-activations", help="keep hidden.npy / ffnn.npy (float16) in this folder")
     pr.add_argument("--quiet", action="store_true", help="no progress bar or per-layer log")
     pr.set_defaults(run=_probe)

@@ -2,12 +2,14 @@
 
 For each labelled word (see ``alignment``) it records, at every layer:
 
-* the **hidden state**: depth 0 = the embedding output (input of block 1), depth ``k`` = the
-  output of block ``k`` (``n_layers + 1`` depths; the final norm of causal LMs is not applied,
-  as in the engine's residual stream);
-* the **FFNN activation** of block ``k`` (``k = 1..n_layers``): the input of the MLP
+* the **hidden state** of layer ``l`` (``hidden_states[l]``): layer 0 = the embedding output (input
+  of block 0), layer ``b + 1`` = the output of block ``b`` (``n_layers + 1`` layers; the final norm
+  of causal LMs is not applied, as in the engine's residual stream);
+* the **FFNN activation** of block ``b`` (``b = 0..n_layers-1``): the input of the MLP
   down-projection, i.e. after the non-linearity (and gate) — the vector Ecco calls the neuron
   activations.
+
+Layers and blocks are numbered as in docs/internals.md ("Layers and blocks").
 
 Two model families:
 
