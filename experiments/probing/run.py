@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "handlers"))
+sys.path[:0] = [str(ROOT / "handlers"), str(ROOT / "tools")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from ecco_engine.analysis.cli import main as analysis_main  # noqa: E402
+from ecco_tools.probing.cli import main as analysis_main  # noqa: E402
 
 DATA = ROOT / "experiments" / "probing" / "data" / "sotu_silver.conllu"
 
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["minilm", "smollm2"])
     parser.add_argument("--all-layers", action="store_true", help="SmolLM2: probe all 30 layers, not every 2nd")
     args = parser.parse_args(argv)
-    # SmolLM2 has 30 blocks: every second layer (hidden 0, 2, .., 30; FFNN 2, .., 30) halves the
+    # SmolLM2 has 30 blocks: every second layer (0, 2, .., 30: hidden_states[l] and the FFNN of
+    # block l - 1, i.e. blocks 1, 3, .., 29; docs/internals.md "Layers and blocks") halves the
     # probing time (~120 -> ~60 fits) and still shows the trend; --all-layers probes all of them
     smol_layers = [] if args.all_layers else ["--layers", *(str(k) for k in range(0, 31, 2))]
     models = {

@@ -1,6 +1,6 @@
 """ecco_engine: generation with per-token attribution for Hugging Face causal LMs.
 
-Imports torch, transformers, captum, numpy (and scikit-learn for analysis) only: nothing of
+Imports torch, transformers, captum, numpy, scipy and scikit-learn only: nothing of
 TorchServe, gRPC, protobuf, HTTP or HTML. Entry point: ``Explainer(model, tokenizer).explain(request)``.
 """
 
@@ -9,6 +9,7 @@ from .errors import EngineError, InvalidRequest, LimitExceeded, NonFiniteResult,
 from .explainer import EngineLimits, Explainer, GeneratedToken, StreamEvent
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import REGISTRY, AttributionMethod, register
+from .tokens import Token
 from .types import (
     Aggregation,
     Attribution,
@@ -21,7 +22,6 @@ from .types import (
     Integration,
     TargetKind,
     Timing,
-    Token,
 )
 
 __version__ = "0.1.0"

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from .errors import InvalidRequest
 
-if TYPE_CHECKING:
-    from .types import Token
+
+@dataclass(frozen=True)
+class Token:
+    """One token of a sequence: its id and text piece; ``start``/``end`` are character offsets into
+    the sequence's text (``GenerationResult.text``, the pieces joined)."""
+
+    id: int
+    text: str
+    start: int
+    end: int
 
 
 class IncrementalPieces:
@@ -29,8 +37,6 @@ class IncrementalPieces:
 
     def push(self, token_id: int, *, last: bool = False) -> Token:
         """The next token's piece; ``last`` flushes an incomplete character instead of waiting."""
-        from .types import Token  # local: ecco_engine.types imports the internals package, which imports this
-
         end = len(self.ids) - len(self._pending)
         context = self.ids[max(0, end - self.window) : end]
         self.ids.append(int(token_id))

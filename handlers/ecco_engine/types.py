@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import InvalidRequest
 from .internals.types import InternalsParams, InternalsResult
+from .tokens import Token
 
 
 class TargetKind(StrEnum):
@@ -179,16 +180,6 @@ class ExplainRequest:
             raise InvalidRequest("prompt", "must be a non-empty string")
         if self.continuation is not None and (not isinstance(self.continuation, str) or not self.continuation):
             raise InvalidRequest("continuation", "must be a non-empty string when given")
-
-
-@dataclass(frozen=True)
-class Token:
-    """One token of the sequence. ``start``/``end`` are character offsets into ``Sequence.text``."""
-
-    id: int
-    text: str
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""ecco_serving: build TorchServe archives for ecco-serve and run TorchServe (``python -m ecco_serving``).
+"""ecco_serving: the handler's Prometheus metrics, and the tooling that builds archives and runs TorchServe.
 
-Tooling only: never packed into an archive, never imported by the handler.
+* ``metrics``: what the handler records per request; imported by the handler, so it is the one module
+  of this package shipped in a model archive (``archive.SHIPPED``);
+* ``archive``, ``server``, ``metrics_exporter`` and the command line (``python -m ecco_serving``): ops
+  tooling, never shipped, never imported by the handler.
 """

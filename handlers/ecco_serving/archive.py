@@ -10,7 +10,7 @@ Layout of an archive (also the worker's import path: TorchServe puts the folder 
     <name>.mar/MAR-INF/MANIFEST.json     written by torch-model-archiver (model name, handler, config)
     <name>.mar/ecco_handler.py           the TorchServe handler
     <name>.mar/model-config.yaml         workers, batching, timeouts, engine limits
-    <name>.mar/ecco_engine/ ...          the packages of PACKAGES
+    <name>.mar/ecco_engine/ ...          what the handler imports: the paths of SHIPPED
     <name>.mar/model/                    the model folder (config, safetensors, tokenizer)
 """
 
@@ -33,8 +33,10 @@ HANDLERS_DIR = Path(__file__).resolve().parent.parent
 #: torch-model-archiver's spelling of "the function ``handle`` of ecco_handler.py" (run from HANDLERS_DIR)
 HANDLER = "ecco_handler:handle"
 CONFIG_TEMPLATE = HANDLERS_DIR / "model-config.yaml"
-#: packages under handlers/ the handler imports; copied into every archive
-PACKAGES = ("ecco_engine", "ecco_codec", "ecco_proto", "ecco_serving")  # ecco_serving: the handler's metrics
+#: what the handler imports, relative to handlers/ (packages, or single modules); copied into every archive.
+#: Of ecco_serving only the metrics the handler records with: its ops tooling (archive, server, exporter)
+#: and the offline tools (tools/ecco_tools: probing experiment, GGUF converter) are never shipped.
+SHIPPED = ("ecco_engine", "ecco_codec", "ecco_proto", "ecco_serving/__init__.py", "ecco_serving/metrics.py")
 MODEL_SUBDIR = "model"
 ARCHIVE_SUFFIX = ".mar"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
@@ -147,8 +149,13 @@ def build_archive(
     with tempfile.TemporaryDirectory(prefix=".ecco-archive-", dir=store) as tmp:  # same file system
         staging = Path(tmp) / "extra"
         staging.mkdir()
-        for package in PACKAGES:
-            shutil.copytree(HANDLERS_DIR / package, staging / package, ignore=_IGNORED)
+        for path in SHIPPED:
+            source, target = HANDLERS_DIR / path, staging / path
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=_IGNORED)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target)
         config_file = Path(tmp) / "model-config.yaml"
         config_file.write_text(yaml.safe_dump(model_config(settings), sort_keys=False))
         export = Path(tmp) / "export"

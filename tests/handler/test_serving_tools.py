@@ -1,10 +1,12 @@
-"""ecco_serving without a server: archive layout and model-config, config.properties copies."""
+"""ecco_serving without a server: archive layout and contents, model-config, config.properties copies."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import yaml
 from ecco_engine import EngineLimits
 from ecco_engine.internals import InternalsLimits
 from ecco_serving.__main__ import main as serving_main
-from ecco_serving.archive import PACKAGES, ArchiveSettings, build_archive, default_name, model_config
+from ecco_serving.archive import SHIPPED, ArchiveSettings, build_archive, default_name, model_config
 from ecco_serving.server import Ports, config_with_ports, ports_of, read_properties
 from tiny_models import tiny_model, tiny_tokenizer
 
@@ -75,13 +77,39 @@ def test_archive_is_a_directory_with_linked_weights(model_dir, tmp_path):
     assert manifest["modelName"] == "tiny-llama"
     assert manifest["handler"] == "ecco_handler:handle" and (archive / "ecco_handler.py").is_file()
     assert yaml.safe_load((archive / manifest["configFile"]).read_text())["batchSize"] == 2
-    for package in PACKAGES:
-        assert (archive / package / "__init__.py").is_file()
+    for path in SHIPPED:
+        assert (archive / path).is_file() if path.endswith(".py") else (archive / path / "__init__.py").is_file()
     assert not list(archive.rglob("__pycache__"))
     weights = archive / "model" / "model.safetensors"
     assert os.stat(weights).st_ino == os.stat(model_dir / "model.safetensors").st_ino  # linked, not copied
     again = build_archive(model_dir, tmp_path, "other")  # another name, another archive; rebuild replaces
     assert again.name == "other.mar" and build_archive(model_dir, tmp_path, "other") == again
+
+
+def test_archive_carries_what_the_handler_imports_and_no_offline_tools(model_dir, tmp_path):
+    archive = build_archive(model_dir, tmp_path, "t")
+    sources = {p.relative_to(archive).as_posix(): p.read_text() for p in archive.rglob("*.py")}
+    for offline in ("conllu", "probing", "probes", "convert", "experiment", "alignment", "ecco_tools"):
+        assert not [name for name in sources if offline in name], offline
+    for definition in ("def read_conllu", "def run_probing", "def convert_gguf", "def build_archive", "def start("):
+        assert not [name for name, text in sources.items() if definition in text], definition
+    assert sorted(n for n in sources if n.startswith("ecco_serving/")) == [
+        "ecco_serving/__init__.py",
+        "ecco_serving/metrics.py",
+    ]
+    # the handler's imports resolve inside the archive (TorchServe puts the folder on the worker's path)
+    listing = (
+        "import sys, ecco_handler; "
+        "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.split('.')[0].startswith('ecco_')))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(archive)}
+    result = subprocess.run(
+        [sys.executable, "-c", listing], cwd=archive, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = [Path(line) for line in result.stdout.split()]
+    assert any(path.name == "similarity.py" for path in loaded)  # ecco_engine.analysis: served, stays
+    assert loaded and all(path.is_relative_to(archive) for path in loaded), loaded
 
 
 def test_archive_refuses_to_overwrite_its_model_folder(model_dir, tmp_path):

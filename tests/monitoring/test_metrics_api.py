@@ -29,9 +29,17 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 REQUEST = {"model": "tiny", "kind": "explain", "method": "integrated_gradients", "transport": "grpc", "outcome": "ok"}
 
 
-def test_buckets_span_10ms_to_10min():
-    assert BUCKETS_SECONDS[0] == 0.01 and BUCKETS_SECONDS[-1] == 600
-    assert list(BUCKETS_SECONDS) == sorted(set(BUCKETS_SECONDS))
+@pytest.mark.parametrize(("seconds", "first_bucket"), [(0.005, "0.01"), (0.01, "0.01"), (20 * 60.0, "+Inf")])
+def test_a_stage_lands_in_the_first_bucket_that_holds_it(registry, metrics, seconds, first_bucket):
+    """5 ms is in the lowest bucket (10 ms); 20 min is beyond the highest (10 min): only +Inf holds it."""
+    with observe_request("tiny", "generate", "none", "rest", metrics=metrics) as request:
+        request.observe_stage("generation", seconds)
+    labels = {"model": "tiny", "kind": "generate", "stage": "generation", "method": ""}
+    bounds = [*(str(float(b)) for b in BUCKETS_SECONDS), "+Inf"]
+    counts = [value(registry, "ecco_stage_duration_seconds_bucket", **labels, le=le) for le in bounds]
+    first = bounds.index(first_bucket)
+    assert counts == [0] * first + [1] * (len(bounds) - first)
+    assert value(registry, "ecco_stage_duration_seconds_bucket", **labels, le="600.0") == (seconds <= 600)
 
 
 @pytest.mark.parametrize(("status", "outcome"), [

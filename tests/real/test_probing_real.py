@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ecco_engine.analysis.experiment import run_probing
-from ecco_engine.analysis.probing import ProbeConfig
+from ecco_tools.probing.experiment import run_probing
+from ecco_tools.probing.probes import ProbeConfig
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def test_minilm_ffnn_activations_carry_pos_like_hidden_states(monkeypatch):
     )
     assert report.n_layers == 6 and report.subtoken == "first"
     check(report, (0, 3, 6))
-    # the paper's claim, loosely: at the same block, FFNN accuracy is close to the hidden state's
+    # the paper's claim, loosely: at the same layer, FFNN accuracy is close to the hidden state's
     for layer in (3, 6):
         assert abs(report.result("ffnn", layer).accuracy - report.result("hidden", layer).accuracy) < 0.1
 

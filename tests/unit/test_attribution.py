@@ -245,9 +245,46 @@ def test_parameters_stay_frozen_and_get_no_gradients():
     assert all(not p.requires_grad and p.grad is None for p in model.parameters())
 
 
-def test_target_kinds_cover_the_enum():
-    assert {k.value for k in TargetKind} == {"probability", "log_probability", "logit", "contrastive"}
-    assert {a.value for a in Aggregation} == {"l2", "sum", "l2_normalized"}
+@pytest.mark.parametrize("kind", list(TargetKind))
+def test_every_target_kind_scores_the_chosen_token_as_defined(kind):
+    """The reported target score is the kind's function of the logits that predicted the token."""
+    model, tokenizer, contrast = tiny_model("gpt2", seed=3), tiny_tokenizer(), 5
+    params = AttributionParams(
+        methods=("grad_x_input",), target=kind, contrast_token=contrast if kind is TargetKind.CONTRASTIVE else None
+    )
+    request = ExplainRequest(prompt=PROMPT, generation=GenerationParams(max_new_tokens=3), attribution=params)
+    explanation = Explainer(model, tokenizer).explain(request)
+    attribution = explanation.attribution("grad_x_input")
+    ids = [t.id for t in explanation.generation.tokens]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    for row, position in enumerate(attribution.target_positions):
+        chosen = log_probs[position - 1, ids[position]]
+        expected = {
+            TargetKind.PROBABILITY: chosen.exp(),
+            TargetKind.LOG_PROBABILITY: chosen,
+            TargetKind.LOGIT: logits[position - 1, ids[position]],
+            TargetKind.CONTRASTIVE: chosen - log_probs[position - 1, contrast],
+        }[kind]
+        assert attribution.target_scores[row] == pytest.approx(float(expected), rel=1e-4, abs=1e-6)
+    assert len(attribution.target_positions) == 3 and np.isfinite(attribution.scores).all()
+
+
+def test_every_aggregation_reduces_the_same_attribution_as_defined():
+    """l2 >= 0; l2_normalized = l2 / row sum (rows sum to 1); |sum| <= sqrt(hidden) * l2 (Cauchy-Schwarz)."""
+    model, tokenizer = tiny_model("llama", seed=4), tiny_tokenizer()
+    scores = {}
+    for aggregation in Aggregation:
+        params = AttributionParams(methods=("grad_x_input",), aggregation=aggregation)
+        request = ExplainRequest(prompt=PROMPT, generation=GenerationParams(max_new_tokens=2), attribution=params)
+        scores[aggregation] = Explainer(model, tokenizer).explain(request).attribution("grad_x_input").scores
+    l2, normalized, signed = scores[Aggregation.L2], scores[Aggregation.L2_NORMALIZED], scores[Aggregation.SUM]
+    assert (l2 >= 0).all() and (signed < 0).any()
+    np.testing.assert_allclose(normalized, l2 / l2.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(normalized.sum(axis=1), 1.0, rtol=1e-5)
+    hidden = model.get_input_embeddings().weight.shape[1]
+    assert (np.abs(signed) <= np.sqrt(hidden) * l2 + 1e-6).all()
 
 
 def test_stream_yields_tokens_then_rows_then_the_same_explanation():

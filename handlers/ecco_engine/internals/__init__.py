@@ -10,7 +10,8 @@ Entry points:
 * ``captured_mlp_activations(layout, layers)``: a context manager that records FFNN activations of
   any forwards inside it (e.g. KV-cached generation).
 
-Layer numbering (lens depths ``0..n_layers`` vs block indices ``0..n_layers-1``): see ``types``.
+Layers ``0..n_layers`` (residual stream, 0 = embeddings) and blocks ``0..n_layers-1``: see
+docs/internals.md, "Layers and blocks".
 """
 
 from .hooks import (

@@ -4,7 +4,7 @@
   activation vector after the non-linearity / gating — for every forward run inside the block
   (one teacher-forced forward, or a prompt forward plus one KV-cached forward per token).
 * ``captured_residual_stream``: the residual stream at chosen positions before the first block
-  and after every block (the logit lens's ``n_layers + 1`` depths, see ``types``).
+  and after every block (the logit lens's ``n_layers + 1`` layers, see ``types``).
 * ``gathered_unembedding``: the unembedding runs only on chosen positions (the model's own
   logit post-processing still applies to them).
 

@@ -1,13 +1,14 @@
 """Typed requests, limits and results for looking inside the model: frozen dataclasses, numpy arrays.
 
-Two layer numberings, on purpose:
+Layers and blocks (docs/internals.md, "Layers and blocks", defines them once):
 
-* **lens layers** (layer predictions, token rankings, watch list) count residual-stream *depths*:
-  ``0`` is the input to the first block (token + position embeddings, after any embedding
-  scaling), ``k`` the residual stream after block ``k - 1``, and ``n_layers`` the output of the
-  last block — whose lens is the model's own output distribution. There are ``n_layers + 1``.
-* **block layers** (activations, NMF, interventions) index the decoder blocks ``0 .. n_layers-1``;
-  block ``i``'s FFNN activation is the vector entering its MLP down-projection.
+* **layer** ``l`` in ``0 .. n_layers`` (layer predictions, token rankings, watch list, similarity
+  ``hidden``): the residual stream as in Hugging Face's ``hidden_states``; ``0`` is the input to the
+  first block (token + position embeddings, after any embedding scaling), ``b + 1`` the output of
+  block ``b``, ``n_layers`` the output of the last block — whose lens is the model's own output
+  distribution. There are ``n_layers + 1``.
+* **block** ``b`` in ``0 .. n_layers-1`` (activations, NMF, interventions, similarity ``ffn``): the
+  decoder block; block ``b``'s FFNN activation is the vector entering its MLP down-projection.
 
 Positions are absolute indices into the sequence (prompt + generated). Model-free checks live in
 ``__post_init__``; checks that need the model, the sequence or the server's limits live in

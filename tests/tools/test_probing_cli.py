@@ -1,4 +1,4 @@
-"""``python -m ecco_engine.analysis``: similarity over saved activations, and the probe command end to end."""
+"""``python -m ecco_tools.probing``: similarity over saved activations, and the probe command end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ecco_engine.analysis import cca, layer_similarity, linear_cka
-from ecco_engine.analysis.cli import main
+from ecco_tools.probing.cli import main
 from tiny_models import tiny_model, tiny_tokenizer
 
 

@@ -2,12 +2,14 @@
 
 For each labelled word (see ``alignment``) it records, at every layer:
 
-* the **hidden state**: depth 0 = the embedding output (input of block 1), depth ``k`` = the
-  output of block ``k`` (``n_layers + 1`` depths; the final norm of causal LMs is not applied,
-  as in the engine's residual stream);
-* the **FFNN activation** of block ``k`` (``k = 1..n_layers``): the input of the MLP
+* the **hidden state** of layer ``l`` (``hidden_states[l]``): layer 0 = the embedding output (input
+  of block 0), layer ``b + 1`` = the output of block ``b`` (``n_layers + 1`` layers; the final norm
+  of causal LMs is not applied, as in the engine's residual stream);
+* the **FFNN activation** of block ``b`` (``b = 0..n_layers-1``): the input of the MLP
   down-projection, i.e. after the non-linearity (and gate) — the vector Ecco calls the neuron
   activations.
+
+Layers and blocks are numbered as in docs/internals.md ("Layers and blocks").
 
 Two model families:
 
@@ -41,8 +43,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InvalidRequest, NonFiniteResult, UnsupportedModel
-from ..layout import get_module
+from ecco_engine.errors import InvalidRequest, NonFiniteResult, UnsupportedModel
+from ecco_engine.layout import get_module
+
 from .alignment import AlignedSentence, align_sentence, word_vectors
 from .conllu import Sentence
 
@@ -84,7 +87,7 @@ def load_for_probing(path: str | os.PathLike[str], kind: str = "auto") -> tuple[
         raise InvalidRequest("kind", f"must be auto, causal or encoder, got {kind!r}")
     causal = is_causal_lm(path) if kind == "auto" else kind == "causal"
     if causal:
-        from ..loading import load_model
+        from ecco_engine.loading import load_model
 
         model, tokenizer = load_model(path)
         return model, tokenizer, True
@@ -139,7 +142,7 @@ def _run_batch(model: nn.Module, causal: bool, ids: torch.Tensor, mask: torch.Te
     """``(hidden list of (B, S, d), ffnn list of (B, S, f))`` float32 numpy for one padded batch."""
     with torch.no_grad():
         if causal:
-            from ..internals.hooks import captured_mlp_activations, captured_residual_stream
+            from ecco_engine.internals.hooks import captured_mlp_activations, captured_residual_stream
 
             with (
                 captured_mlp_activations(layout) as ffn,
@@ -176,7 +179,7 @@ def extract_word_features(
     """Run ``model`` over ``sentences`` in batches; write every layer's word vectors to ``out_dir``."""
     from tqdm import tqdm
 
-    from ..layout import discover_layout
+    from ecco_engine.layout import discover_layout
 
     started = time.perf_counter()
     if batch_size < 1:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InvalidRequest
+from ecco_engine.errors import InvalidRequest
+
 from .conllu import Sentence
 
 SUBTOKEN_CHOICES = ("first", "last", "mean")

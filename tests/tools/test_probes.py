@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ecco_engine import InvalidRequest
-from ecco_engine.analysis import (
+from ecco_tools.probing import (
     ProbeConfig,
     control_labels,
     majority_baseline,

@@ -1,4 +1,4 @@
-"""In-process command line: ``python -m ecco_engine explain --model DIR --prompt TEXT``.
+"""In-process command line: ``python -m ecco_tools.explain --model DIR --prompt TEXT``.
 
 Prints the generated text and, for every generated token, the attribution to each earlier token.
 """
@@ -9,8 +9,8 @@ import argparse
 import sys
 import time
 
-from .errors import EngineError
-from .types import Attribution, AttributionParams, ExplainRequest, GenerationParams, GenerationResult
+from ecco_engine.errors import EngineError
+from ecco_engine.types import Attribution, AttributionParams, ExplainRequest, GenerationParams, GenerationResult
 
 
 def format_attribution(generation: GenerationResult, attribution: Attribution, top: int = 0) -> str:
@@ -32,9 +32,7 @@ def format_attribution(generation: GenerationResult, attribution: Attribution, t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ecco_engine", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("explain", help="generate and attribute every generated token")
+    ex = argparse.ArgumentParser(prog="python -m ecco_tools.explain", description=__doc__)
     ex.add_argument("--model", required=True, help="model folder (safetensors) or .gguf file")
     ex.add_argument("--prompt", required=True)
     ex.add_argument("--continuation", help="explain this given text instead of generating")
@@ -44,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--baseline", default="eos")
     ex.add_argument("--n-steps", type=int, default=AttributionParams.n_steps)
     ex.add_argument("--top", type=int, default=6, help="sources shown per token (0: all)")
-    args = parser.parse_args(argv)
+    args = ex.parse_args(argv)
 
-    from .explainer import Explainer
-    from .loading import load_model
+    from ecco_engine.explainer import Explainer
+    from ecco_engine.loading import load_model
 
     start = time.perf_counter()
     model, tokenizer = load_model(args.model)
@@ -75,3 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_attribution(generation, attribution, top=args.top))
     print("timings: " + ", ".join(f"{t.stage}={t.seconds:.2f}s" for t in explanation.timings))
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

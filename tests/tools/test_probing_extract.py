@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ecco_engine.analysis import parse_conllu
-from ecco_engine.analysis.extract import captured_encoder_ffn, encoder_ffn_modules, extract_word_features
 from ecco_engine.internals import captured_mlp_activations, count_hooks
 from ecco_engine.layout import discover_layout
+from ecco_tools.probing import parse_conllu
+from ecco_tools.probing.extract import captured_encoder_ffn, encoder_ffn_modules, extract_word_features
 from tiny_models import tiny_model, tiny_tokenizer
 
 TEXTS = [
@@ -90,7 +90,7 @@ def test_word_vectors_match_a_direct_forward_and_batching_changes_nothing(arch, 
     assert batched.sentence_index.tolist() == [i for i, s in enumerate(data) for _ in s.words]
 
     # reference: one sentence alone, straight from the model (hidden states) and a plain hook (FFNN)
-    from ecco_engine.analysis import align_sentence
+    from ecco_tools.probing import align_sentence
 
     k = 1
     aligned = align_sentence(data[k], tok)

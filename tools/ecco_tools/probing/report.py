@@ -1,7 +1,8 @@
 """Write a ``ProbingReport`` as CSV (one row per probe), Markdown (a layer table) and PNG (a plot).
 
-Layer ``k`` lines up the hidden state *after* block ``k`` with the FFNN activation *inside* block
-``k`` (layer 0 = the embedding output, which has no FFNN).
+Row ``l`` lines up the hidden state of layer ``l`` (the output of block ``l - 1``) with the FFNN
+activation *inside* block ``l - 1`` (layer 0 = the embedding output, which has no FFNN); numbering as in
+docs/internals.md, "Layers and blocks".
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def write_plot(report: ProbingReport, path: str | os.PathLike[str]) -> Path:
         )
     ax.axhline(report.word_type_accuracy, color="gray", linestyle=":", label="baseline: word type's label")
     ax.axhline(report.majority_accuracy, color="black", linestyle=":", label="baseline: majority label")
-    ax.set_xlabel("layer (0 = embeddings; k = block k: FFNN inside it, hidden state after it)")
+    ax.set_xlabel("layer l (0 = embeddings; l = output of block l-1, FFNN inside block l-1)")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0, 1)
     ax.set_xlim(-0.3, report.n_layers + 0.3)

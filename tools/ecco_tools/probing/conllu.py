@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InvalidRequest
+from ecco_engine.errors import InvalidRequest
 
 LABEL_COLUMNS = {"upos": 3, "xpos": 4, "deprel": 7}
 

@@ -19,15 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidRequest
+from ecco_engine.errors import InvalidRequest
+
 from .alignment import pick_subtoken
 from .conllu import Sentence, read_conllu
-from .probing import ProbeConfig, control_labels, majority_baseline, probe, split_by_sentence, word_type_baseline
+from .probes import ProbeConfig, control_labels, majority_baseline, probe, split_by_sentence, word_type_baseline
 
 
 @dataclass(frozen=True)
 class LayerResult:
-    """One probe pair at one layer. ``representation`` is ``hidden`` (depth 0..L) or ``ffnn`` (block 1..L)."""
+    """One probe pair at layer ``layer``: ``representation`` ``hidden`` probes ``hidden_states[layer]``
+    (0..L), ``ffnn`` the FFNN of block ``layer - 1`` (layer 1..L), the block that writes that layer."""
 
     representation: str
     layer: int
@@ -108,8 +110,8 @@ def run_probing(
 ) -> ProbingReport:
     """Probe every layer of the model at ``model_path`` for ``label`` on the sentences of ``conllu_path``.
 
-    ``layers`` (None: all) limits the probes to these layer numbers: hidden depths ``0..L`` and
-    FFNN blocks ``1..L`` (every layer is still extracted).
+    ``layers`` (None: all) limits the probes to these layers ``l``: the hidden state of layer ``l``
+    (``0..L``) and the FFNN of block ``l - 1`` (``l = 1..L``); every layer is still extracted.
     """
     from .extract import extract_word_features, load_for_probing
 
@@ -135,7 +137,7 @@ def run_probing(
         started = time.perf_counter()
         results: list[LayerResult] = []
         for representation, stack in (("hidden", features.hidden()), ("ffnn", features.ffnn())):
-            first_layer = 0 if representation == "hidden" else 1
+            first_layer = 0 if representation == "hidden" else 1  # ffnn.npy[b] is block b, which writes layer b + 1
             for k in range(stack.shape[0]):
                 if layers is not None and k + first_layer not in layers:
                     continue

@@ -32,7 +32,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from ..errors import InvalidRequest
+from ecco_engine.errors import InvalidRequest
 
 
 @dataclass(frozen=True)

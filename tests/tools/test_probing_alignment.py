@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ecco_engine import InvalidRequest
-from ecco_engine.analysis import Sentence, align_offsets, align_sentence, format_conllu, parse_conllu, read_conllu
-from ecco_engine.analysis.alignment import pick_subtoken, word_spans
+from ecco_tools.probing import Sentence, align_offsets, align_sentence, format_conllu, parse_conllu, read_conllu
+from ecco_tools.probing.alignment import pick_subtoken, word_spans
 from tiny_models import tiny_tokenizer
 
 CONLLU = """# newdoc
@@ -90,7 +90,7 @@ def test_align_sentence_with_a_byte_level_bpe_tokenizer():
 
 
 def test_subtoken_choice_and_word_vectors():
-    from ecco_engine.analysis import word_vectors
+    from ecco_tools.probing import word_vectors
 
     assert pick_subtoken("auto", causal=True) == "last" and pick_subtoken("auto", causal=False) == "first"
     with pytest.raises(InvalidRequest, match="subtoken"):

@@ -1,4 +1,4 @@
-"""``python -m ecco_engine.analysis``: similarity over saved activations, and the probing experiment.
+"""``python -m ecco_tools.probing``: similarity over saved activations, and the probing experiment.
 
 similarity A B [--method linear_cka|cca|svcca|pwcca] [--keep 0.99]
     A, B: ``.npy`` (2-D, n_examples x n_neurons) or ``FILE.npz:KEY``; the same examples in both.
@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from ..errors import EngineError
+from ecco_engine.errors import EngineError
 
 
 def load_matrix(spec: str) -> np.ndarray:
@@ -45,7 +45,7 @@ def load_layers(path: str) -> list[np.ndarray]:
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    from .similarity import similarity_function, svcca
+    from ecco_engine.analysis import similarity_function, svcca
 
     a, b = load_matrix(args.a), load_matrix(args.b)
     value = svcca(a, b, keep=args.keep) if args.method == "svcca" else similarity_function(args.method)(a, b)
@@ -54,7 +54,7 @@ def _similarity(args: argparse.Namespace) -> int:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from .similarity import layer_similarity
+    from ecco_engine.analysis import layer_similarity
 
     layers = load_layers(args.file)
     if args.max_examples:
@@ -69,7 +69,7 @@ def _layers(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     from .experiment import check_label, run_probing
-    from .probing import ProbeConfig
+    from .probes import ProbeConfig
     from .report import markdown, write_report
 
     config = ProbeConfig(c=args.c, max_iter=args.max_iter, test_share=args.test_share, seed=args.seed)
@@ -95,7 +95,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ecco_engine.analysis", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m ecco_tools.probing", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
     methods = ["linear_cka", "cka", "cca", "svcca", "pwcca"]
@@ -128,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--max-iter", type=int, default=100, help="L-BFGS iterations per probe (default 100)")
     pr.add_argument("--test-share", type=float, default=0.2, help="share of sentences held out (default 0.2)")
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--layers", type=int, nargs="+", help="probe only these layers (hidden 0..L, FFNN 1..L)")
+    pr.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        help="probe only these layers l (hidden state of layer l: 0..L; FFNN of block l-1: 1..L)",
+    )
     pr.add_argument("--keep-activations", help="keep hidden.npy / ffnn.npy (float16) in this folder")
     pr.add_argument("--quiet", action="store_true", help="no progress bar or per-layer log")
     pr.set_defaults(run=_probe)

@@ -14,9 +14,9 @@ de-quantized in Python); loading the converted folder takes ~1-2 s. The conversi
    writes the marker ``ecco_build.json`` (source name, size, sha256) and renames the folder into place.
 
 A folder whose marker matches the source file is reused as is (a call costs one sha256 of the GGUF,
-~0.2 s). CLI (from the repo root, with ``handlers`` on ``sys.path``)::
+~0.2 s). CLI (from the repo root, with ``handlers`` and ``tools`` on ``sys.path``)::
 
-    python -m ecco_engine.convert [--gguf PATH] [--out DIR] [--force] [--quiet]
+    python -m ecco_tools.convert [--gguf PATH] [--out DIR] [--force] [--quiet]
 
 Imports only the standard library at module level; torch/transformers (and, through them, gguf,
 safetensors) are imported when a conversion actually runs.
@@ -382,7 +382,7 @@ def convert_gguf(
                 raise RuntimeError(f"conversion did not produce {missing} (got {sorted(files)})")
             marker = {
                 "format": MARKER_FORMAT,
-                "tool": "ecco_engine.convert",
+                "tool": "ecco_tools.convert",
                 "source": source,
                 "files": files,
                 "dtype": "float32",
@@ -440,7 +440,7 @@ def _version(distribution: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ecco_engine.convert",
+        prog="python -m ecco_tools.convert",
         description="Convert a GGUF causal LM into a Hugging Face folder (fp32 model.safetensors + tokenizer).",
     )
     parser.add_argument(
