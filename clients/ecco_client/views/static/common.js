@@ -98,7 +98,7 @@ EccoViews.legend = function (signed, scale, sentence) {
   var bar = signed
     ? "linear-gradient(to right, " + neg + ", #fff, " + pos + ")"
     : "linear-gradient(to right, #fff, " + pos + ")";
-  return EccoViews.el("div", {class: "legend", "data-scale": scale, "data-signed": signed}, [
+  return EccoViews.el("div", {class: "legend", "data-scale": scale, "data-signed": String(signed)}, [
     EccoViews.el("span", {class: "end"}, [signed ? EccoViews.fmt(-scale) : "0"]),
     EccoViews.el("span", {class: "bar", style: "background:" + bar}, []),
     EccoViews.el("span", {class: "end"}, [EccoViews.fmt(scale)]),
