@@ -34,7 +34,9 @@ EccoViews.rowScale = function (a, row, mode) {
     if (a._shared === undefined) a._shared = EccoViews.maxAbs(a.rows);
     return a._shared;
   }
-  return EccoViews.maxAbs([a.rows[row]]);
+  if (a._rowScales === undefined) a._rowScales = [];
+  if (a._rowScales[row] === undefined) a._rowScales[row] = EccoViews.maxAbs([a.rows[row]]);
+  return a._rowScales[row];
 };
 
 EccoViews.scaleSentence = function (a, mode, scale) {
@@ -142,8 +144,9 @@ EccoViews.attribution = function (root, data, state) {
     var row = a && pos !== null ? a.targets.indexOf(pos) : -1;
     var scores = row >= 0 ? a.rows[row] : null;
     var scale = row >= 0 ? EccoViews.rowScale(a, row, state.scale) : 0;
+    var explainedSet = new Set(targetsOf(a));
     spans.forEach(function (span, j) {
-      var explained = targetsOf(a).indexOf(j) >= 0;
+      var explained = explainedSet.has(j);
       span.classList.toggle("explained", explained);
       span.classList.toggle("target", j === pos && row >= 0);
       span.classList.toggle("selected", j === state.selected);
