@@ -60,6 +60,11 @@ prometheus: monitoring-deps
 		--web.listen-address=127.0.0.1:9090
 # ---- end monitoring ----
 
+# Debian's chromium for the browser tests of the HTML views (tests/views), only when missing (apt-get)
+.PHONY: browser-deps
+browser-deps:
+	sh scripts/install_browser.sh
+
 # start TorchServe in the background from $(RUN_DIR) (key file, logs) and wait until the model is ready
 serve: archive
 	$(SERVING) serve --name $(NAME)
@@ -80,10 +85,10 @@ format: setup
 	$(BIN)/ruff format handlers clients tools tests benchmarks experiments
 	$(BIN)/ruff check --fix handlers clients tools tests benchmarks experiments
 
-test: setup model monitoring-deps lint
+test: setup model monitoring-deps browser-deps lint
 	$(BIN)/python -m pytest
 
-test-fast: setup monitoring-deps
+test-fast: setup monitoring-deps browser-deps
 	$(BIN)/python -m pytest -m "not slow and not real_model"
 
 bench: setup model

@@ -21,5 +21,11 @@ echo "== gRPC: InferenceAPIsService/Predictions on 127.0.0.1:$GRPC_PORT"
 "$ECCO" explain --grpc "127.0.0.1:$GRPC_PORT" --model "$NAME" --key-file "$KEY_FILE" \
     --prompt "$PROMPT" --max-new-tokens 4 --n-steps 16
 echo
+echo "== the views: one HTML file (opens offline; docs/views.md)"
+"$ECCO" explain --grpc "127.0.0.1:$GRPC_PORT" --model "$NAME" --key-file "$KEY_FILE" \
+    --prompt "$PROMPT" --max-new-tokens 4 --n-steps 16 --method integrated_gradients --method grad_x_input \
+    --layers --watch " Paris" --watch " London" --json --html .run/demo.html > /dev/null
+echo "open $(pwd)/.run/demo.html"
+echo
 echo "TorchServe keeps running (REST 127.0.0.1:$REST_PORT, gRPC 127.0.0.1:$GRPC_PORT; token: the"
 echo "\"inference\" key of $KEY_FILE). Stop it with: make stop"

@@ -6,10 +6,13 @@
     ecco explain --prompt "The capital of France is" --no-attribution --layers --watch " Paris" --watch " London"
     ecco explain --prompt "Hi" --activations --activation-top-k 5 --nmf 3 --intervene 3:117:set:0
     ecco explain --grpc 127.0.0.1:7070 --prompt "The capital of France is" --stream
+    ecco explain --prompt "The capital of France is" --html explanation.html
+    ecco view response.json -o explanation.html
 
 Prints a table (each explained token with its top source tokens) or, with --json, the reply's proto3
-JSON. The token: --token, else the "inference" key of --key-file, else of $ECCO_KEY_FILE,
-./key_file.json or .run/serve/key_file.json (the first that exists). Exit status 1 on a request error.
+JSON; --html FILE also writes the views (one self-contained HTML file). The token: --token, else the
+"inference" key of --key-file, else of $ECCO_KEY_FILE, ./key_file.json or .run/serve/key_file.json (the
+first that exists). Exit status 1 on a request error.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from .client import EccoClient
 from .errors import EccoError
 from .results import ExplainResult, GenerateResult, RowEvent, TokenEvent
 from .table import explanation_table, generation_table, shown
+from .view_command import add_view_command, run_view
+from .views import write_html
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -81,6 +86,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     out.add_argument(
         "--stream", action="store_true", help="ask for a stream: show tokens (and rows) as they arrive (gRPC or REST)"
     )
+    out.add_argument("--html", metavar="FILE", help="also write the views to FILE (self-contained HTML, opens offline)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -107,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--top", type=int, default=5, help="sources (and neurons) shown per row (%(default)s)")
     add_internals_options(explain)
     add_intervention_option(explain)
+    add_view_command(commands)
     return top
 
 
@@ -154,6 +161,8 @@ def _run(args: argparse.Namespace, out: Any) -> GenerateResult:
 def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     out = out or sys.stdout
     args = parser().parse_args(argv)
+    if args.command == "view":
+        return run_view(args)
     if args.stream and args.kserve:
         raise SystemExit("ecco: the KServe v1 paths do not stream; drop --kserve or --stream")
     try:
@@ -173,6 +182,8 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     interventions = getattr(args, f"{INTERNALS}interventions")
     if interventions and not args.json:
         print(interventions_text(interventions), file=out)
+    if args.html:
+        print(f"views written to {write_html(result.to_json(), args.html).resolve()}", file=sys.stderr)
     return 0
 
 

@@ -124,6 +124,18 @@ class GenerateResult:
         """The proto3 JSON form of the reply (snake_case), the same over REST and gRPC."""
         return to_json(self.message)
 
+    def to_html(self) -> str:
+        """A self-contained HTML page of every view of this reply (``ecco_client.views``; works offline)."""
+        from .views import render_html
+
+        return render_html(self.to_json())
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the views inline (an HTML fragment with its own script, styles and data)."""
+        from .views import render_fragment
+
+        return render_fragment(self.to_json())
+
     @staticmethod
     def _common(m: Any) -> dict[str, Any]:
         return {
