@@ -2,27 +2,40 @@
 
 For a target token at position ``t`` the explained scalar is a function of the logits at
 ``t - 1`` and the sources are the input embeddings at positions ``0 .. t-1``. A causal decoder's
-position ``t - 1`` sees only positions ``<= t - 1``, so targets are grouped (sorted by position)
-and each group runs on the sequence cropped to its last target: rows for earlier targets carry
-extra trailing tokens that cannot affect them (their gradients are exactly zero). Every
-interpolation step of every target in a group shares one batched forward + backward, within a
-memory budget of ``token_budget`` row-tokens per forward.
+position ``t - 1`` sees only positions ``<= t - 1``, so for gradient methods
+(``Batching.SHARED_FORWARD``) ONE forward over the longest prefix, at every interpolation point,
+serves every target: its hidden states are cut at the unembedding (``TargetForward.shared``), the
+vocabulary projection is differentiated once for all targets, and each target then needs only a
+backward through the decoder from its own position, batched over a few targets at a time
+(``torch.autograd.grad(..., is_grads_batched=True)``). Points per forward and targets per backward
+are sized by the memory budget (``budget.plan``). A row is final (and streamed) as soon as its
+backward over the last points is done.
+
+Methods that cannot share a forward (``Batching.PER_TARGET_ROWS``) run one Captum call per group of
+targets, each a row on the prefix cropped to the group's last target.
+
+The passes run in ``AttributionParams.precision`` (autocast); gradients, attributions and scores are
+accumulated in float32, or float64 for a float64 model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .budget import MemoryModel, plan
 from .errors import InvalidRequest, NonFiniteResult
 from .layout import ModelLayout
-from .methods import MethodCall, get_method
+from .methods import GradientMethod, MethodCall, RowMethod, get_method
 from .targets import TargetForward
-from .types import Aggregation, Attribution, AttributionParams, TargetKind
+from .types import Aggregation, Attribution, AttributionCost, AttributionParams, Precision, TargetKind
+
+DTYPES = {Precision.BFLOAT16: torch.bfloat16, Precision.FLOAT16: torch.float16}
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,14 @@ class TargetSet:
     positions: tuple[int, ...]  # sorted ascending
     token_ids: tuple[int, ...]
     contrast_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The server's bounds on one attribution's memory."""
+
+    memory_bytes: int
+    token_budget: int  # row-tokens per forward
 
 
 def aggregate(attributions: torch.Tensor, how: Aggregation) -> torch.Tensor:
@@ -52,22 +73,29 @@ def baseline_embeddings(layout: ModelLayout, tokenizer, baseline: str, length: i
         return torch.zeros(1, length, weight.shape[1], dtype=weight.dtype, device=weight.device)
     token_id = getattr(tokenizer, f"{baseline}_token_id", None)
     if token_id is None:
-        raise InvalidRequest("baseline", f"the tokenizer has no {baseline} token; choose another baseline")
+        raise InvalidRequest("attribution.baseline", f"the tokenizer has no {baseline} token; choose another baseline")
     return weight[int(token_id)].detach().view(1, 1, -1).expand(1, length, -1).clone()
 
 
-def _groups(positions: tuple[int, ...], token_budget: int, *, share: bool = True) -> list[list[int]]:
-    """Split target indices (sorted by position) so that rows x cropped length <= budget.
+def accumulation_dtype(model_dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(model_dtype, torch.float32)
 
-    ``share=False`` gives every target its own group: a path method already has ``n_steps`` rows
-    per target to batch, and sharing a group would run earlier targets' rows at the group's last
-    (longest) length. Measured on the default model (benchmarks/sharing.py): one target per group
-    took 79 CPU s where one shared group took 122 CPU s for the same IG work.
-    """
+
+def autocast(precision: Precision, device: torch.device) -> AbstractContextManager:
+    """The autocast context of ``precision`` on ``device`` (none for float32)."""
+    if precision is Precision.FLOAT32:
+        return nullcontext()
+    if device.type == "cuda" and precision is Precision.BFLOAT16 and not torch.cuda.is_bf16_supported():
+        raise InvalidRequest("attribution.precision", f"this GPU does not support bfloat16; use float16 or float32")
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def _row_groups(positions: tuple[int, ...], token_budget: int) -> list[list[int]]:
+    """Split target indices (sorted by position) so that rows x cropped length <= budget."""
     groups: list[list[int]] = []
     current: list[int] = []
     for i, pos in enumerate(positions):
-        if current and (not share or (len(current) + 1) * pos > token_budget):
+        if current and (len(current) + 1) * pos > token_budget:
             groups.append(current)
             current = []
         current.append(i)
@@ -76,37 +104,113 @@ def _groups(positions: tuple[int, ...], token_budget: int, *, share: bool = True
     return groups
 
 
-def _run_method(
-    method_name: str,
-    forward: TargetForward,
-    embeddings: torch.Tensor,
-    baseline: torch.Tensor,
-    targets: TargetSet,
+@dataclass(frozen=True)
+class _Work:
+    """One attribution's inputs, shared by both kinds of method."""
+
+    forward: TargetForward
+    embeddings: torch.Tensor  # (1, n, hidden)
+    baseline: torch.Tensor | None  # (1, n, hidden)
+    targets: TargetSet
+    params: AttributionParams
+
+    def positions(self, indices: list[int]) -> torch.Tensor:
+        return torch.tensor([self.targets.positions[i] - 1 for i in indices], device=self.embeddings.device)
+
+    def token_ids(self, indices: list[int]) -> torch.Tensor:
+        return torch.tensor([self.targets.token_ids[i] for i in indices], device=self.embeddings.device)
+
+    def contrast(self, indices: list[int]) -> torch.Tensor:
+        return torch.full((len(indices),), self.targets.contrast_id or 0, device=self.embeddings.device)
+
+
+def _gradient_sums(
+    method: GradientMethod,
+    work: _Work,
     indices: list[int],
     n_steps: int,
-    params: AttributionParams,
-    token_budget: int,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One group of targets -> attributions ``(len(indices), length, hidden)`` and deltas."""
+    memory: MemoryModel,
+    budget: Budget,
+    precision: Precision,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield ``(positions into indices, attributions (k, length, hidden))`` as each group of targets is final."""
+    length = max(work.targets.positions[i] for i in indices)
+    device = work.embeddings.device
+    acc = accumulation_dtype(work.embeddings.dtype)
+    inputs = work.embeddings[0, :length]
+    baselines = work.baseline[0, :length] if work.baseline is not None else None
+    points = method.gradient_points(inputs, baselines, n_steps, work.params.integration.value)
+    n_points = points.weights.shape[0]
+    cut = plan(
+        memory, n_points, length, len(indices), budget_bytes=budget.memory_bytes, token_budget=budget.token_budget
+    )
+    positions, token_ids, contrast = work.positions(indices), work.token_ids(indices), work.contrast(indices)
+    sums = torch.zeros(len(indices), length, inputs.shape[-1], dtype=acc, device=device)
+    groups = [
+        list(range(g, min(g + cut.targets_per_backward, len(indices))))
+        for g in range(0, len(indices), cut.targets_per_backward)
+    ]
+    for start in range(0, n_points, cut.points_per_forward):
+        last_chunk = start + cut.points_per_forward >= n_points
+        chunk = points.points[start : start + cut.points_per_forward].detach().requires_grad_()
+        weights = points.weights[start : start + cut.points_per_forward].to(device=device)
+        with autocast(precision, device):
+            split = work.forward.shared(chunk, positions, token_ids, contrast, split=True)
+            # d(sum_k w_k score_kj)/d(head input): the unembedding differentiated once for every target
+            weighted = (split.scores.to(torch.float64) * weights.view(-1, 1)).sum()
+        (head_grad,) = torch.autograd.grad(weighted, split.head_input)  # (rows, T, hidden)
+        head_grad = head_grad.to(split.hidden.dtype)
+        for g, group in enumerate(groups):
+            outputs = torch.zeros(len(group), *split.hidden.shape, dtype=split.hidden.dtype, device=device)
+            for k, j in enumerate(group):
+                outputs[k, :, j] = head_grad[:, j]
+            retain = g < len(groups) - 1
+            if len(group) == 1:
+                (grads,) = torch.autograd.grad(split.hidden, chunk, outputs[0], retain_graph=retain)
+                grads = grads.unsqueeze(0)
+            else:
+                (grads,) = torch.autograd.grad(split.hidden, chunk, outputs, retain_graph=retain, is_grads_batched=True)
+            sums[group[0] : group[-1] + 1] += grads.to(acc).sum(dim=1)
+            if last_chunk:
+                attributions = method.combine(
+                    inputs.to(acc), baselines.to(acc) if baselines is not None else None, sums[group[0] : group[-1] + 1]
+                )
+                yield group, attributions
+        del split, head_grad
+
+
+def _row_attributions(
+    method: RowMethod, work: _Work, indices: list[int], budget: Budget, precision: Precision
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield ``(positions into indices, attributions (k, length, hidden or 1))`` group by group."""
+    positions = tuple(work.targets.positions[i] for i in indices)
+    for group in _row_groups(positions, budget.token_budget):
+        chosen = [indices[g] for g in group]
+        length = max(work.targets.positions[i] for i in chosen)
+        rows = len(chosen)
+        base = work.baseline if work.baseline is not None else work.embeddings
+        call = MethodCall(
+            inputs=work.embeddings[:, :length].expand(rows, -1, -1).clone(),
+            baselines=base[:, :length].expand(rows, -1, -1).clone(),
+            forward_args=(work.positions(chosen), work.token_ids(chosen), work.contrast(chosen)),
+            rows_per_forward=max(1, budget.token_budget // length),
+        )
+        with autocast(precision, work.embeddings.device), torch.no_grad():
+            attributions = method.attribute(work.forward.per_row, call)
+        yield group, attributions.to(accumulation_dtype(work.embeddings.dtype))
+
+
+def method_cost(method_name: str, n_points: int, length: int, n_targets: int) -> AttributionCost:
+    """The token-rows one method takes for ``n_targets`` targets over ``length`` sources (an upper bound
+    for row methods, whose targets run on cropped prefixes)."""
     method = get_method(method_name)
-    length = max(targets.positions[i] for i in indices)
-    rows = len(indices)
-    device = embeddings.device
-    args = (
-        torch.tensor([targets.positions[i] - 1 for i in indices], device=device),
-        torch.tensor([targets.token_ids[i] for i in indices], device=device),
-        torch.tensor([targets.contrast_id or 0] * rows, device=device),
-    )
-    call = MethodCall(
-        inputs=embeddings[:, :length].expand(rows, -1, -1).clone(),
-        baselines=baseline[:, :length].expand(rows, -1, -1).clone(),
-        forward_args=args,
-        n_steps=n_steps,
-        integration=params.integration.value,
-        rows_per_forward=max(1, token_budget // length),
-    )
-    with torch.enable_grad():
-        return method.attribute(forward, call)
+    if isinstance(method, GradientMethod):
+        points = n_points if method.path_steps else 1
+        return AttributionCost(
+            forward_token_rows=(points + 2) * length, backward_token_rows=points * length * n_targets
+        )
+    assert isinstance(method, RowMethod)
+    return AttributionCost(forward_token_rows=(method.forwards_per_row(length) + 2) * length * n_targets)
 
 
 @dataclass(frozen=True)
@@ -131,11 +235,13 @@ def attribute_tokens(
     targets: TargetSet,
     params: AttributionParams,
     method_name: str,
-    token_budget: int = 1024,
+    *,
+    memory: MemoryModel,
+    budget: Budget,
 ) -> Attribution:
     """Attribute each target of ``targets`` to the tokens before it, with one method."""
     *_, result = iter_attribute_tokens(
-        model, layout, tokenizer, input_ids, targets, params, method_name, token_budget=token_budget
+        model, layout, tokenizer, input_ids, targets, params, method_name, memory=memory, budget=budget
     )
     assert isinstance(result, Attribution)  # the generator's contract: its last item
     return result
@@ -149,7 +255,9 @@ def iter_attribute_tokens(
     targets: TargetSet,
     params: AttributionParams,
     method_name: str,
-    token_budget: int = 1024,
+    *,
+    memory: MemoryModel,
+    budget: Budget,
 ) -> Iterator[AttributionRow | Attribution]:
     """Like ``attribute_tokens``, yielding each ``AttributionRow`` once final, then the ``Attribution``.
 
@@ -160,82 +268,97 @@ def iter_attribute_tokens(
     device = layout.embedding.weight.device
     ids = torch.tensor([input_ids], device=device)
     n_sources = max(targets.positions)
-    embeddings = layout.embedding(ids).detach()
-    forward = TargetForward(model, layout.unembedding, params.target)
-    baseline = baseline_embeddings(layout, tokenizer, params.baseline, ids.shape[1]) if method.uses_baseline else None
-
+    embeddings = layout.embedding(ids[:, :n_sources]).detach()
+    acc = accumulation_dtype(embeddings.dtype)
+    precision = params.precision
+    baseline = baseline_embeddings(layout, tokenizer, params.baseline, n_sources) if method.needs_baseline else None
+    work = _Work(TargetForward(model, layout.unembedding, params.target), embeddings, baseline, targets, params)
     n_targets = len(targets.positions)
+    every = list(range(n_targets))
     per_source = torch.zeros(n_targets, n_sources, dtype=torch.float64)
-    deltas = torch.zeros(n_targets, dtype=torch.float64) if method.uses_baseline else None
+    deltas = torch.zeros(n_targets, dtype=torch.float64) if method.has_convergence_delta else None
     steps_used = [params.n_steps] * n_targets
-    with forward.attach():
-        all_positions = torch.tensor([p - 1 for p in targets.positions], device=device)
-        token_ids = torch.tensor(targets.token_ids, device=device)
-        contrast = torch.full_like(token_ids, targets.contrast_id or 0)
-        with torch.no_grad():
-            target_scores = forward(embeddings.expand(n_targets, -1, -1), all_positions, token_ids, contrast)
-            baseline_scores = (
-                forward(baseline.expand(n_targets, -1, -1), all_positions, token_ids, contrast)
-                if baseline is not None
-                else None
-            )
-        pending = list(range(n_targets))
-        n_steps = params.n_steps
-        tolerance = params.completeness_tolerance
-        looping = deltas is not None and tolerance is not None
+    cost = AttributionCost()
+    with work.forward.attach(), torch.no_grad(), autocast(precision, device):
+        target_scores = work.forward.shared(
+            embeddings, work.positions(every), work.token_ids(every), work.contrast(every)
+        )[0]
+        baseline_scores = None
+        if deltas is not None and baseline is not None:
+            baseline_scores = work.forward.shared(
+                baseline, work.positions(every), work.token_ids(every), work.contrast(every)
+            )[0]
+    target_scores = target_scores.to(acc)
+    baseline_scores = baseline_scores.to(acc) if baseline_scores is not None else None
+    tolerance = params.completeness_tolerance if method.path_steps and deltas is not None else None
 
-        def assemble() -> Attribution:
-            """The attribution as computed so far (all of it, once the loop is done)."""
-            return Attribution(
-                method=method_name,
-                target=params.target,
-                aggregation=params.aggregation,
-                target_positions=tuple(targets.positions),
-                scores=per_source.float().numpy(),
-                target_scores=target_scores.detach().double().numpy(),
-                contrast_token_id=targets.contrast_id if params.target is TargetKind.CONTRASTIVE else None,
-                baseline=params.baseline if method.uses_baseline else None,
-                n_steps=tuple(steps_used) if method.uses_baseline else None,
-                integration=params.integration if method.uses_baseline else None,
-                baseline_scores=baseline_scores.detach().double().numpy() if baseline_scores is not None else None,
-                convergence_deltas=deltas.numpy() if deltas is not None else None,
-            )
+    def assemble() -> Attribution:
+        """The attribution as computed so far (all of it, once the loop is done)."""
+        return Attribution(
+            method=method_name,
+            target=params.target,
+            aggregation=params.aggregation,
+            target_positions=tuple(targets.positions),
+            scores=per_source.float().numpy(),
+            target_scores=target_scores.detach().double().cpu().numpy(),
+            contrast_token_id=targets.contrast_id if params.target is TargetKind.CONTRASTIVE else None,
+            baseline=params.baseline if method.needs_baseline else None,
+            n_steps=tuple(steps_used) if method.path_steps else None,
+            integration=params.integration if method.path_steps else None,
+            baseline_scores=baseline_scores.double().cpu().numpy() if baseline_scores is not None else None,
+            convergence_deltas=deltas.numpy() if deltas is not None else None,
+            precision=precision,
+            cost=cost,
+        )
 
-        def row_of(i: int) -> AttributionRow:
+    def row_of(i: int) -> AttributionRow:
+        end = targets.positions[i]
+        row = per_source[i, :end].float().numpy()
+        delta = float(deltas[i]) if deltas is not None else None
+        if not np.isfinite(row).all() or (delta is not None and not np.isfinite(delta)):
+            _check_finite(assemble())
+        base = float(baseline_scores[i]) if baseline_scores is not None else None
+        steps = steps_used[i] if method.path_steps else None
+        return AttributionRow(method_name, end, row, float(target_scores[i]), delta, base, steps)
+
+    def store(indices: list[int], attributions: torch.Tensor, n_steps: int) -> None:
+        scores = aggregate(attributions.detach().double(), params.aggregation).cpu()
+        for row, i in enumerate(indices):
             end = targets.positions[i]
-            row = per_source[i, :end].float().numpy()
-            delta = float(deltas[i]) if deltas is not None else None
-            if not np.isfinite(row).all() or (delta is not None and not np.isfinite(delta)):
-                _check_finite(assemble())
-            base = float(baseline_scores[i]) if baseline_scores is not None else None
-            steps = steps_used[i] if method.uses_baseline else None
-            return AttributionRow(method_name, end, row, float(target_scores[i]), delta, base, steps)
+            per_source[i, :end] = scores[row, :end]  # the rest of the row stays 0
+            steps_used[i] = n_steps
+            if deltas is not None and baseline_scores is not None:
+                total = attributions[row, :end].sum().double()
+                deltas[i] = float(total - (target_scores[i].double() - baseline_scores[i].double()))
 
+    pending = every
+    n_steps = params.n_steps
+    with work.forward.attach(), torch.enable_grad():
         while pending:
-            positions = tuple(targets.positions[i] for i in pending)
-            for group in _groups(positions, token_budget, share=not method.uses_baseline):
-                indices = [pending[g] for g in group]
-                attr, delta = _run_method(
-                    method_name, forward, embeddings, baseline if baseline is not None else embeddings,
-                    targets, indices, n_steps, params, token_budget,
-                )  # fmt: skip
-                scores = aggregate(attr.detach().double(), params.aggregation)
-                for row, i in enumerate(indices):
-                    end = targets.positions[i]
-                    per_source[i, :end] = scores[row, :end]  # the rest of the row stays 0
-                    steps_used[i] = n_steps
-                    if deltas is not None and delta is not None:
-                        deltas[i] = float(delta[row])
-                if not looping:
-                    yield from (row_of(i) for i in indices)
-            if deltas is None or tolerance is None or n_steps * 2 > params.max_n_steps:
+            length = max(targets.positions[i] for i in pending)
+            if isinstance(method, GradientMethod):
+                n_points = n_steps if method.path_steps else 1
+                cost = cost + method_cost(method_name, n_points, length, len(pending))
+                for group, attributions in _gradient_sums(method, work, pending, n_steps, memory, budget, precision):
+                    chosen = [pending[g] for g in group]
+                    store(chosen, attributions, n_steps)
+                    if tolerance is None:
+                        yield from (row_of(i) for i in chosen)
+            else:
+                assert isinstance(method, RowMethod)
+                cost = cost + method_cost(method_name, 1, length, len(pending))
+                for group, attributions in _row_attributions(method, work, pending, budget, precision):
+                    chosen = [pending[g] for g in group]
+                    store(chosen, attributions, n_steps)
+                    yield from (row_of(i) for i in chosen)
+            if tolerance is None or n_steps * 2 > params.max_n_steps:
                 break
+            assert deltas is not None
             pending = [i for i in pending if abs(float(deltas[i])) > tolerance]
             n_steps *= 2
-        if looping:
-            yield from (row_of(i) for i in range(n_targets))
-
-        result = assemble()
+    if tolerance is not None:
+        yield from (row_of(i) for i in every)
+    result = assemble()
     _check_finite(result)
     yield result
 

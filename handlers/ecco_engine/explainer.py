@@ -11,9 +11,11 @@ from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
+import torch
 from torch import nn
 
-from .attribution import AttributionRow, TargetSet, iter_attribute_tokens
+from .attribution import AttributionRow, Budget, TargetSet, iter_attribute_tokens, method_cost
+from .budget import MemoryModel
 from .errors import InvalidRequest, LimitExceeded
 from .generation import generate_ids, iter_generate
 from .internals import (
@@ -28,6 +30,7 @@ from .methods import get_method
 from .tokens import IncrementalPieces, single_token_id, token_pieces
 from .types import (
     Attribution,
+    AttributionCost,
     ExplainRequest,
     Explanation,
     GenerationResult,
@@ -62,7 +65,11 @@ class EngineLimits:
     max_n_steps: int = 1024  # integrated-gradients steps, including the tolerance loop
     max_targets: int = 256  # explained tokens per request
     max_methods: int = 4
-    token_budget: int = 1024  # row-tokens per batched forward (memory bound; benchmarks/sharing.py)
+    token_budget: int = 1024  # row-tokens per batched forward (a bound besides memory; benchmarks/sharing.py)
+    #: bytes one attribution's passes may hold (budget.py); None: 40% of the GPU's memory, or 4 GiB on a CPU
+    memory_budget_bytes: int | None = None
+    #: the most forward + backward token-rows a request's attribution may take, estimated before any work
+    max_cost_token_rows: int = 2_000_000
     internals: InternalsLimits = field(default_factory=InternalsLimits)
 
     @classmethod
@@ -111,6 +118,21 @@ class Explainer:
         self.tokenizer = tokenizer
         self.layout = layout or discover_layout(model, override)
         self.limits = limits or EngineLimits()
+        #: what a forward with gradients keeps per row-token on this model and device (measured once)
+        self.memory = MemoryModel.calibrate(self.model, self.layout)
+        self.budget = Budget(memory_bytes=self._memory_budget(), token_budget=self.limits.token_budget)
+
+    def _memory_budget(self) -> int:
+        if self.limits.memory_budget_bytes is not None:
+            return self.limits.memory_budget_bytes
+        device = self.layout.embedding.weight.device
+        if device.type == "cuda":
+            return int(0.4 * torch.cuda.get_device_properties(device).total_memory)
+        return 4 * 2**30
+
+    @property
+    def device(self) -> torch.device:
+        return self.layout.embedding.weight.device
 
     # ---- inputs ---------------------------------------------------------------------------
     def prompt_ids(self, request: ExplainRequest) -> list[int]:
@@ -140,9 +162,10 @@ class Explainer:
                 eos.update(int(v) for v in value)
         return eos
 
-    def _check_limits(self, request: ExplainRequest, n_input: int) -> None:
+    def _check_limits(self, request: ExplainRequest, n_prompt: int, n_given: int | None, *, attribute: bool) -> None:
         lim = self.limits
         gen = request.generation
+        n_input = n_prompt + (n_given or 0)
         if request.continuation is None and gen.max_new_tokens > lim.max_new_tokens:
             raise LimitExceeded("max_new_tokens", f"must be at most {lim.max_new_tokens}, got {gen.max_new_tokens}")
         if n_input > lim.max_input_tokens:
@@ -154,6 +177,30 @@ class Explainer:
             raise LimitExceeded(field, f"must be at most {lim.max_n_steps}, got {steps}")
         if len(att.methods) > lim.max_methods:
             raise LimitExceeded("methods", f"at most {lim.max_methods} methods per request, got {len(att.methods)}")
+        if not attribute:
+            return
+        estimate = self.cost_estimate(request, n_prompt, n_given)
+        if estimate.token_rows > lim.max_cost_token_rows:
+            raise LimitExceeded(
+                "attribution",
+                f"this request would take up to {estimate.token_rows:,} forward + backward token-rows; the server's"
+                f" limit (max_cost_token_rows) is {lim.max_cost_token_rows:,}: explain fewer tokens (positions),"
+                " with fewer steps, or a shorter input",
+            )
+
+    def cost_estimate(self, request: ExplainRequest, n_prompt: int, n_given: int | None) -> AttributionCost:
+        """An upper bound on the token-rows the attribution of ``request`` takes, known before generation:
+        ``n_prompt`` prompt tokens, and ``n_given`` continuation tokens or up to ``max_new_tokens``."""
+        att = request.attribution
+        n_new = n_given if n_given is not None else request.generation.max_new_tokens
+        n_targets = min(len(att.positions), n_new) if att.positions is not None else n_new
+        steps = att.n_steps
+        if att.completeness_tolerance is not None:  # the loop doubles the steps up to max_n_steps
+            steps = 2 * att.max_n_steps - att.n_steps
+        total = AttributionCost()
+        for name in att.methods:
+            total = total + method_cost(name, steps, n_prompt + n_new - 1, n_targets)
+        return total
 
     # ---- generation -----------------------------------------------------------------------
     def generate(self, request: ExplainRequest) -> GenerationResult:
@@ -164,7 +211,7 @@ class Explainer:
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
             return self._generate(request, _Timer())
 
-    def _generate(self, request: ExplainRequest, timer: _Timer) -> GenerationResult:
+    def _generate(self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False) -> GenerationResult:
         with timer.stage("tokenize"):
             prompt = self.prompt_ids(request)
             given = (
@@ -174,7 +221,7 @@ class Explainer:
             )
         if given is not None and not given:
             raise InvalidRequest("continuation", "tokenizes to zero tokens")
-        self._check_limits(request, len(prompt) + len(given or []))
+        self._check_limits(request, len(prompt), len(given) if given is not None else None, attribute=attribute)
         with timer.stage("generation"):
             if given is not None:
                 new_ids, reason = [int(i) for i in given], "given"
@@ -237,17 +284,17 @@ class Explainer:
         yield generation
 
     def _generate_streaming(
-        self, request: ExplainRequest, timer: _Timer
+        self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False
     ) -> Generator[StreamEvent, None, GenerationResult]:
         """Yield ``GeneratedToken`` events; return the ``GenerationResult`` (``yield from`` value)."""
         if request.continuation is not None:
-            generation = self._generate(request, timer)
+            generation = self._generate(request, timer, attribute=attribute)
             for i, token in enumerate(generation.tokens[generation.prompt_length :]):
                 yield GeneratedToken(i, generation.prompt_length + i, token.id, token.text, token.start, token.end)
             return generation
         with timer.stage("tokenize"):
             prompt = self.prompt_ids(request)
-        self._check_limits(request, len(prompt))
+        self._check_limits(request, len(prompt), None, attribute=attribute)
         pieces = IncrementalPieces(self.tokenizer)
         tokens = [pieces.push(i) for i in prompt]
         reason = "length"
@@ -277,9 +324,9 @@ class Explainer:
         timer = _Timer()
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
             if stream:
-                generation = yield from self._generate_streaming(request, timer)
+                generation = yield from self._generate_streaming(request, timer, attribute=True)
             else:
-                generation = self._generate(request, timer)
+                generation = self._generate(request, timer, attribute=True)
             input_ids = [t.id for t in generation.tokens]
             attributions: list[Attribution] = []
             if request.attribution.methods and len(generation.tokens) > generation.prompt_length:
@@ -288,7 +335,7 @@ class Explainer:
                     with timer.stage(f"attribution:{name}"):
                         for item in iter_attribute_tokens(
                             self.model, self.layout, self.tokenizer, input_ids, targets,
-                            request.attribution, name, token_budget=self.limits.token_budget,
+                            request.attribution, name, memory=self.memory, budget=self.budget,
                         ):  # fmt: skip
                             if isinstance(item, Attribution):
                                 attributions.append(item)
@@ -301,8 +348,13 @@ class Explainer:
                         self.model, self.layout, self.tokenizer, input_ids, generation.prompt_length,
                         request.internals, self.limits.internals,
                     )  # fmt: skip
+        given = len(generation.tokens) - generation.prompt_length if request.continuation is not None else None
         yield Explanation(
-            generation=generation, attributions=tuple(attributions), timings=tuple(timer.timings), internals=internals
+            generation=generation,
+            attributions=tuple(attributions),
+            timings=tuple(timer.timings),
+            internals=internals,
+            cost_estimate=self.cost_estimate(request, generation.prompt_length, given),
         )
 
     def _decode(self, ids: list[int]) -> str:

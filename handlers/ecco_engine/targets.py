@@ -1,16 +1,25 @@
 """The scalar each attribution explains, computed only where a target is.
 
-``TargetForward`` maps input embeddings ``(rows, n, hidden)`` to one score per row: the target
-function of the logits that row's position predicts. A forward pre-hook on the unembedding
-gathers each row's single position before the vocabulary projection, so the (expensive)
-unembedding runs once per row, not once per position, and any logit post-processing the model
-applies after it (soft-capping, scaling) still applies.
+``TargetForward`` runs the model on input embeddings ``(rows, n, hidden)`` and returns target scores.
+A forward pre-hook on the unembedding gathers the target positions before the vocabulary projection,
+so the (expensive) unembedding runs once per target, not once per position, and any logit
+post-processing the model applies after it (soft-capping, scaling) still applies. Two layouts:
+
+- ``per_row``: row ``r`` has its own position and token: ``(rows,)`` scores (one target per row);
+- ``shared``: every row is scored at the same ``T`` positions: ``(rows, T)`` scores. With
+  ``split=True`` the gathered hidden states are cut from the graph at the unembedding: the scores
+  hang off a leaf ``head_input`` ``(rows, T, hidden)`` and ``hidden`` ``(rows, T, hidden)`` keeps the
+  graph back to the embeddings, so each target's backward through the decoder starts from its own
+  position's hidden state (``attribution.py``) and the vocabulary projection is differentiated once.
+
+Scores are computed in the model's dtype promoted to at least float32 (a float64 model stays float64).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,28 +28,43 @@ from .types import TargetKind
 
 
 def target_function(kind: TargetKind, logits: torch.Tensor, token_ids: torch.Tensor, contrast_ids: torch.Tensor):
-    """``(rows, vocab)`` logits -> ``(rows,)`` target scores for ``token_ids``."""
-    rows = torch.arange(logits.shape[0], device=logits.device)
+    """``(..., vocab)`` logits -> ``(...)`` target scores; ``token_ids`` / ``contrast_ids`` broadcast
+    against ``logits.shape[:-1]``."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    token_ids = token_ids.expand(logits.shape[:-1])
+    chosen = logits.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)
     if kind is TargetKind.LOGIT:
-        return logits[rows, token_ids]
+        return chosen
     if kind is TargetKind.CONTRASTIVE:  # log p(a) - log p(b): the log-partition cancels
-        return logits[rows, token_ids] - logits[rows, contrast_ids]
-    log_probs = torch.log_softmax(logits, dim=-1)[rows, token_ids]
+        other = logits.gather(-1, contrast_ids.expand(logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+        return chosen - other
+    log_probs = chosen - torch.logsumexp(logits, dim=-1)
     return log_probs if kind is TargetKind.LOG_PROBABILITY else log_probs.exp()
 
 
-class TargetForward:
-    """Callable for Captum: ``(embeddings, positions, token_ids, contrast_ids) -> (rows,)``.
+@dataclass(frozen=True)
+class SplitScores:
+    """``TargetForward.shared(..., split=True)``: see the module doc."""
 
-    ``positions[r]`` is the position whose output predicts ``token_ids[r]`` (target position - 1).
-    Use inside ``gathered_unembedding`` (see ``attach``).
-    """
+    scores: torch.Tensor  # (rows, T)
+    head_input: torch.Tensor  # (rows, T, hidden) leaf the scores depend on
+    hidden: torch.Tensor  # (rows, T, hidden) the same values, attached to the decoder's graph
+
+
+class TargetForward:
+    """Target scores of input embeddings, the unembedding gathered at the target positions.
+
+    Use inside ``attach()`` (it installs the gathering hook for the block)."""
 
     def __init__(self, model: nn.Module, unembedding: nn.Module, kind: TargetKind) -> None:
         self.model = model
         self.unembedding = unembedding
         self.kind = kind
         self._positions: torch.Tensor | None = None
+        self._per_row = True
+        self._split = False
+        self._hidden: torch.Tensor | None = None
+        self._leaf: torch.Tensor | None = None
 
     @contextmanager
     def attach(self) -> Iterator[TargetForward]:
@@ -50,17 +74,45 @@ class TargetForward:
             hidden = args[0]  # (rows, n, hidden)
             if self._positions is None or hidden.dim() != 3:
                 return args
-            index = self._positions.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
-            return (hidden.gather(1, index), *args[1:])
+            if self._per_row:
+                index = self._positions.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])
+                gathered = hidden.gather(1, index)  # (rows, 1, hidden)
+            else:
+                gathered = hidden[:, self._positions, :]  # (rows, T, hidden)
+            if self._split:
+                self._hidden = gathered
+                self._leaf = gathered.detach().requires_grad_()
+                gathered = self._leaf
+            return (gathered, *args[1:])
 
         handle = self.unembedding.register_forward_pre_hook(gather)
         try:
             yield self
         finally:
             handle.remove()
+            self._positions = self._hidden = self._leaf = None
+
+    def _logits(self, embeddings: torch.Tensor, positions: torch.Tensor, *, per_row: bool, split: bool):
+        self._positions, self._per_row, self._split = positions, per_row, split
+        try:
+            return self.model(inputs_embeds=embeddings, use_cache=False).logits
+        finally:
             self._positions = None
 
-    def __call__(self, embeddings, positions, token_ids, contrast_ids) -> torch.Tensor:
-        self._positions = positions
-        logits = self.model(inputs_embeds=embeddings, use_cache=False).logits[:, 0, :]
-        return target_function(self.kind, logits.float(), token_ids, contrast_ids)
+    def per_row(self, embeddings, positions, token_ids, contrast_ids) -> torch.Tensor:
+        """``(rows, n, hidden)`` -> ``(rows,)``: row ``r`` scored at ``positions[r]`` for ``token_ids[r]``
+        (Captum's forward-function signature)."""
+        logits = self._logits(embeddings, positions, per_row=True, split=False)[:, 0, :]
+        return target_function(self.kind, logits, token_ids, contrast_ids)
+
+    def shared(self, embeddings, positions, token_ids, contrast_ids, *, split: bool = False):
+        """``(rows, n, hidden)`` -> ``(rows, T)`` scores at ``positions`` ``(T,)`` for ``token_ids`` ``(T,)``;
+        a ``SplitScores`` with ``split=True``."""
+        logits = self._logits(embeddings, positions, per_row=False, split=split)  # (rows, T, vocab)
+        scores = target_function(self.kind, logits, token_ids, contrast_ids)
+        if not split:
+            return scores
+        assert self._hidden is not None and self._leaf is not None  # set by the hook
+        result = SplitScores(scores=scores, head_input=self._leaf, hidden=self._hidden)
+        self._hidden = self._leaf = None
+        return result

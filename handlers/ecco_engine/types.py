@@ -45,6 +45,15 @@ class Integration(StrEnum):
     RIEMANN_TRAPEZOID = "riemann_trapezoid"
 
 
+class Precision(StrEnum):
+    """The dtype attribution's forward and backward passes run in (autocast); attributions, target
+    scores and convergence deltas are accumulated in float32 (float64 for a float64 model)."""
+
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
 #: baselines that name a special token of the tokenizer; "zero" is the all-zero embedding
 BASELINE_TOKENS = ("eos", "bos", "pad", "unk", "mask")
 BASELINES = ("zero", *BASELINE_TOKENS)
@@ -129,11 +138,14 @@ class AttributionParams:
     completeness_tolerance: float | None = None
     #: IG only: the largest step count the tolerance loop may reach
     max_n_steps: int = 512
+    #: dtype of the attribution passes (autocast); float32 is exact to Captum's float32 result
+    precision: Precision = Precision.FLOAT32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _enum(TargetKind, self.target, "target"))
         object.__setattr__(self, "integration", _enum(Integration, self.integration, "integration"))
         object.__setattr__(self, "aggregation", _enum(Aggregation, self.aggregation, "aggregation"))
+        object.__setattr__(self, "precision", _enum(Precision, self.precision, "precision"))
         if len(set(self.methods)) != len(self.methods):
             raise InvalidRequest("methods", f"names a method twice: {list(self.methods)}")
         if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1:
@@ -215,6 +227,24 @@ class GenerationResult:
 
 
 @dataclass(frozen=True)
+class AttributionCost:
+    """The work one method's attribution took (or will take), in token-rows: a forward over ``rows``
+    sequences of ``n`` tokens is ``rows * n``; a backward batched over ``k`` targets counts ``k`` times."""
+
+    forward_token_rows: int = 0
+    backward_token_rows: int = 0
+
+    def __add__(self, other: AttributionCost) -> AttributionCost:
+        return AttributionCost(
+            self.forward_token_rows + other.forward_token_rows, self.backward_token_rows + other.backward_token_rows
+        )
+
+    @property
+    def token_rows(self) -> int:
+        return self.forward_token_rows + self.backward_token_rows
+
+
+@dataclass(frozen=True)
 class Attribution:
     """One method's attribution of the explained tokens to every earlier token.
 
@@ -242,6 +272,9 @@ class Attribution:
     baseline_scores: np.ndarray | None = None
     #: IG only: sum(attributions) - (f(input) - f(baseline)), (n_targets,)
     convergence_deltas: np.ndarray | None = None
+    #: the dtype the passes ran in, and the work they took
+    precision: Precision = Precision.FLOAT32
+    cost: AttributionCost = field(default_factory=AttributionCost)
 
     @property
     def source_positions(self) -> range:
@@ -257,6 +290,9 @@ class Explanation:
     timings: tuple[Timing, ...] = ()
     #: what ``request.internals`` asked for (None when it asked for nothing)
     internals: InternalsResult | None = None
+    #: the attribution's token-rows as estimated before any work (an upper bound; each
+    #: ``Attribution.cost`` is what it took)
+    cost_estimate: AttributionCost = field(default_factory=AttributionCost)
 
     def attribution(self, method: str) -> Attribution:
         for a in self.attributions:

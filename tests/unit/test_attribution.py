@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from captum.attr import InputXGradient, IntegratedGradients, Saliency
+from captum.attr import FeatureAblation, InputXGradient, IntegratedGradients, Saliency
 
 from ecco_engine import (
     REGISTRY,
@@ -27,6 +27,39 @@ from ecco_engine.types import Aggregation
 from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
 
 PROMPT = "The capital of France is"
+
+
+def _baseline_embeddings(embedding, tokenizer, params: AttributionParams, prefix: torch.Tensor) -> torch.Tensor:
+    base_id = getattr(tokenizer, f"{params.baseline}_token_id") if params.baseline != "zero" else None
+    if base_id is None:
+        return torch.zeros_like(prefix)
+    return embedding.weight[base_id].detach().expand_as(prefix).clone()
+
+
+def _integrated_gradients(forward, prefix, base, params):
+    return IntegratedGradients(forward).attribute(
+        prefix, baselines=base, n_steps=params.n_steps, method=params.integration.value, return_convergence_delta=True
+    )
+
+
+def _occlusion(forward, prefix, base, params):
+    mask = torch.arange(prefix.shape[1]).view(1, -1, 1).expand_as(prefix)
+    # one score per source token (every hidden unit of an ablated token carries the same value)
+    return FeatureAblation(forward).attribute(prefix, baselines=base, feature_mask=mask)[..., :1], None
+
+
+#: every registered method's direct Captum computation, as a user would write it for one token:
+#: ``(forward, prefix embeddings (1, t, hidden), baseline embeddings, params) -> (attributions, delta)``
+REFERENCES = {
+    "integrated_gradients": _integrated_gradients,
+    "grad_x_input": lambda forward, prefix, base, params: (InputXGradient(forward).attribute(prefix), None),
+    "saliency": lambda forward, prefix, base, params: (Saliency(forward).attribute(prefix, abs=False), None),
+    "occlusion": _occlusion,
+}
+
+
+def test_every_registered_method_has_a_direct_captum_reference():
+    assert set(REFERENCES) == set(REGISTRY), "add the new method's direct Captum computation to REFERENCES"
 
 
 def reference(model, tokenizer, ids, params: AttributionParams, method: str):
@@ -50,25 +83,11 @@ def reference(model, tokenizer, ids, params: AttributionParams, method: str):
             )
 
         prefix = emb[:, :pos].clone()
-        if method == "integrated_gradients":
-            base_id = getattr(tokenizer, f"{params.baseline}_token_id") if params.baseline != "zero" else None
-            base = (
-                torch.zeros_like(prefix)
-                if base_id is None
-                else embedding.weight[base_id].detach().expand_as(prefix).clone()
-            )
-            attr, delta = IntegratedGradients(forward).attribute(
-                prefix,
-                baselines=base,
-                n_steps=params.n_steps,
-                method=params.integration.value,
-                return_convergence_delta=True,
-            )
+        attr, delta = REFERENCES[method](
+            forward, prefix, _baseline_embeddings(embedding, tokenizer, params, prefix), params
+        )
+        if delta is not None:
             deltas.append(float(delta))
-        elif method == "grad_x_input":
-            attr = InputXGradient(forward).attribute(prefix)
-        else:
-            attr = Saliency(forward).attribute(prefix, abs=False)
         row = aggregate(attr.detach().double(), params.aggregation)[0]
         rows.append(torch.nn.functional.pad(row, (0, len(ids) - 1 - pos)))
     return torch.stack(rows).numpy(), np.array(deltas)

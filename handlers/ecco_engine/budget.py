@@ -1,0 +1,121 @@
+"""Memory bounded by design: what a forward with gradients keeps, measured once per model.
+
+``MemoryModel.calibrate`` runs two short probe forwards with gradients on the model's own device and
+counts the bytes of every tensor autograd saves for the backward (``saved_tensors_hooks``, parameters
+excluded, each storage once). That gives the bytes per row-token, plus a term in length² for models
+whose attention keeps the score matrix (eager attention). ``plan`` then picks how many interpolation
+points share one forward and how many targets share one batched backward so that their sum stays
+within ``EngineLimits.memory_budget_bytes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import LimitExceeded
+from .layout import ModelLayout
+
+PROBE_LENGTHS = (16, 32)
+#: float32 bytes of the vocabulary-sized tensors per scored (row, target): logits, their softmax, its gradient
+LOGIT_COPIES = 3
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Bytes one row of a forward with gradients keeps for the backward: ``per_token * n + per_token_pair * n²``."""
+
+    per_token: float
+    per_token_pair: float
+    n_blocks: int
+    hidden: int
+    vocab: int
+    itemsize: int
+
+    @classmethod
+    def calibrate(cls, model: nn.Module, layout: ModelLayout) -> MemoryModel:
+        weight = layout.embedding.weight
+        parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        measured = []
+        for length in PROBE_LENGTHS:
+            saved: dict[int, int] = {}
+
+            def pack(tensor: torch.Tensor, saved=saved) -> torch.Tensor:
+                storage = tensor.untyped_storage()
+                if storage.data_ptr() not in parameters:
+                    saved[storage.data_ptr()] = storage.nbytes()
+                return tensor
+
+            probe = torch.zeros(1, length, weight.shape[1], dtype=weight.dtype, device=weight.device)
+            probe.requires_grad_()
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                model(inputs_embeds=probe, use_cache=False)
+            measured.append(sum(saved.values()))
+        (n1, n2), (b1, b2) = PROBE_LENGTHS, measured
+        # b = a n + c n²  through both probes (c >= 0: a term that shrinks with length is noise)
+        pair = max(0.0, (b2 / n2 - b1 / n1) / (n2 - n1))
+        return cls(
+            per_token=max(b1 / n1 - pair * n1, 0.0),
+            per_token_pair=pair,
+            n_blocks=len(layout.blocks),
+            hidden=int(weight.shape[1]),
+            vocab=int(layout.unembedding.weight.shape[0]),
+            itemsize=weight.element_size(),
+        )
+
+    def row_bytes(self, length: int) -> float:
+        """What one row of ``length`` tokens keeps through the forward."""
+        return self.per_token * length + self.per_token_pair * length * length
+
+    def forward_bytes(self, rows: int, length: int, n_targets: int) -> float:
+        """A forward of ``rows`` rows scored at ``n_targets`` positions each, with what it keeps."""
+        logits = rows * n_targets * self.vocab * 4 * LOGIT_COPIES
+        inputs = 2 * rows * length * self.hidden * self.itemsize  # the points and their gradient
+        return rows * self.row_bytes(length) + logits + inputs
+
+    def backward_bytes(self, n_batched: int, rows: int, length: int, n_scored: int) -> float:
+        """The working set of one backward batched over ``n_batched`` targets of ``n_scored``: one block's
+        gradients (twice: in and out), the gradients at the scored positions and at the input, per target."""
+        per_block = 2 * self.row_bytes(length) / max(1, self.n_blocks)
+        return n_batched * rows * (per_block + (2 * length + n_scored) * self.hidden * 4)
+
+
+@dataclass(frozen=True)
+class GradientPlan:
+    """How a gradient method's work is cut: points per forward, targets per batched backward."""
+
+    points_per_forward: int
+    targets_per_backward: int
+
+
+#: targets per batched backward beyond which batching stops paying (benchmarks/shared_forward.py)
+MAX_TARGETS_PER_BACKWARD = 4
+
+
+def plan(
+    memory: MemoryModel, n_points: int, length: int, n_targets: int, *, budget_bytes: int, token_budget: int
+) -> GradientPlan:
+    """The largest cut that fits ``budget_bytes`` (and ``token_budget`` row-tokens per forward);
+    ``LimitExceeded`` when one point for one target does not fit."""
+    targets = min(n_targets, MAX_TARGETS_PER_BACKWARD)
+    rows = max(1, min(n_points, token_budget // max(1, length)))
+
+    def fits(r: int, t: int) -> bool:
+        return (
+            memory.forward_bytes(r, length, n_targets) + memory.backward_bytes(t, r, length, n_targets) <= budget_bytes
+        )
+
+    while rows > 1 and not fits(rows, targets):
+        rows = (rows + 1) // 2
+    while targets > 1 and not fits(rows, targets):
+        targets = (targets + 1) // 2
+    if not fits(rows, targets):
+        need = memory.forward_bytes(1, length, n_targets) + memory.backward_bytes(1, 1, length, n_targets)
+        raise LimitExceeded(
+            "prompt",
+            f"attributing {n_targets} token(s) over {length} source tokens needs about {need / 2**20:.0f} MiB for a"
+            f" single row; the server's memory budget (memory_budget_bytes) is {budget_bytes / 2**20:.0f} MiB",
+        )
+    return GradientPlan(points_per_forward=rows, targets_per_backward=targets)
