@@ -46,7 +46,6 @@ from ts.utils.util import PredictionException
 import ecco_engine
 from ecco_codec import (
     Wire,
-    client_message,
     decode_request,
     encode_error,
     encode_explanation,
@@ -262,8 +261,7 @@ class EccoHandler:
                 single = Row(row.index, "rest", json.dumps(instance).encode(), row.url_kind, JSON_TYPE)
                 replies.append(json.loads(self.serve(single, context, observed, allow_stream=False)))
             except InvalidRequest as error:
-                field, _, message = client_message(error).partition(": ")
-                raise type(error)(f"instances[{i}].{field}", message) from None
+                raise error.within(f"instances[{i}]") from None
         key = "explanations" if row.url_kind == "explain" else "predictions"
         context.set_response_content_type(row.index, JSON_TYPE)
         return json.dumps({key: replies}).encode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from google.protobuf import json_format
@@ -43,12 +43,6 @@ _PROTO_TO_KIND: dict[int, Kind] = {pb.GENERATE: "generate", pb.EXPLAIN: "explain
 TARGETS = {pb.TargetKind.Value(m.name): m for m in TargetKind}
 AGGREGATIONS = {pb.Aggregation.Value(m.name): m for m in Aggregation}
 INTEGRATIONS = {pb.Integration.Value(m.name): m for m in Integration}
-
-#: engine field name -> wire path, for errors the engine raises with its own (flat) field names
-WIRE_PATHS: dict[str, str] = {
-    **{f.name: f"generation.{f.name}" for f in fields(GenerationParams)},
-    **{f.name: f"attribution.{f.name}" for f in fields(AttributionParams)},
-}
 
 
 @dataclass(frozen=True)

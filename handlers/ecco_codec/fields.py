@@ -11,9 +11,7 @@ from ecco_engine import InvalidRequest
 
 def reraise_at(error: InvalidRequest, path: str) -> InvalidRequest:
     """The same error (same class) with its field replaced by the wire path ``path``."""
-    prefix = f"{error.field}: "
-    text = str(error)
-    return type(error)(path, text[len(prefix) :] if text.startswith(prefix) else text)
+    return type(error)(path, error.reason)
 
 
 def present(message: Message, names: tuple[str, ...]) -> dict[str, Any]:
