@@ -8,7 +8,7 @@ archive of a 500 MB model takes a second and no disk space: nothing is zipped or
 Layout of an archive (also the worker's import path: TorchServe puts the folder on PYTHONPATH)::
 
     <name>.mar/MAR-INF/MANIFEST.json     written by torch-model-archiver (model name, handler, config)
-    <name>.mar/ecco_handler.py           the TorchServe handler
+    <name>.mar/ecco_handler.py           the TorchServe handler (glue over ecco_dataplane)
     <name>.mar/model-config.yaml         workers, batching, timeouts, engine limits
     <name>.mar/ecco_engine/ ...          the packages of PACKAGES
     <name>.mar/model/                    the model folder (config, safetensors, tokenizer)
@@ -34,7 +34,7 @@ HANDLERS_DIR = Path(__file__).resolve().parent.parent
 HANDLER = "ecco_handler:handle"
 CONFIG_TEMPLATE = HANDLERS_DIR / "model-config.yaml"
 #: packages under handlers/ the handler imports; copied into every archive
-PACKAGES = ("ecco_engine", "ecco_codec", "ecco_proto", "ecco_serving")  # ecco_serving: the handler's metrics
+PACKAGES = ("ecco_engine", "ecco_codec", "ecco_dataplane", "ecco_proto", "ecco_serving")  # ecco_serving: metrics
 MODEL_SUBDIR = "model"
 ARCHIVE_SUFFIX = ".mar"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")

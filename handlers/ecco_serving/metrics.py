@@ -60,10 +60,13 @@ OTHER_METHOD = "other"
 
 
 class TimingLike(Protocol):
-    """``ecco_engine.Timing``: the engine's per-stage wall-clock seconds."""
+    """``ecco_engine.Timing``: the engine's per-stage wall-clock seconds (read-only)."""
 
-    stage: str
-    seconds: float
+    @property
+    def stage(self) -> str: ...
+
+    @property
+    def seconds(self) -> float: ...
 
 
 def outcome_of(status: int) -> Outcome:
