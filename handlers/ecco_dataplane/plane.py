@@ -31,7 +31,7 @@ from ecco_codec import (
     status_for,
 )
 from ecco_engine import AttributionRow, Explainer, GeneratedToken, Timing
-from ecco_serving.metrics import ObservedRequest, observe_request
+from ecco_serving.metrics import EccoMetrics, ObservedRequest, observe_request
 
 from .calls import Call, Reply, to_reply
 from .transport import Transport
@@ -50,16 +50,19 @@ class Job:
 class DataPlane:
     """The engine of one loaded model behind the codec; holds nothing between requests."""
 
-    def __init__(self, explainer: Explainer, model_name: str) -> None:
+    def __init__(self, explainer: Explainer, model_name: str, *, metrics: EccoMetrics | None = None) -> None:
         self.explainer = explainer
         self.model_name = model_name
+        self.metrics = metrics  # None: the process-wide metrics (ecco_serving.metrics.default_metrics)
 
     def serve(self, transport: Transport, call: Call) -> Iterator[Reply]:
         """Every reply of ``call`` over ``transport``: stream events, then one final reply (also on failure).
 
         The metrics are recorded before the final reply is yielded.
         """
-        with observe_request(self.model_name, call.url_kind, transport=transport.name) as observed:
+        with observe_request(
+            self.model_name, call.url_kind, transport=transport.name, metrics=self.metrics
+        ) as observed:
             final: Reply | None = None
             streamed = False
             try:
