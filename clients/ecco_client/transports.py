@@ -127,7 +127,13 @@ class RestTransport:
         payload: Any = json_format.MessageToDict(request, preserving_proto_field_name=True)
         if self.kserve:
             payload = {"instances": [payload]}
-        data, _ = self._send("POST", self.path(kind), json.dumps(payload).encode(), "application/json")
+        try:
+            data, _ = self._send("POST", self.path(kind), json.dumps(payload).encode(), "application/json")
+        except EccoError as error:
+            if not self.kserve:
+                raise
+            # the server names the field inside the envelope this client added: name it as on the other paths
+            raise EccoError(error.status, error.code, error.message.removeprefix("instances[0].")) from None
         if self.kserve:
             outer = json.loads(data)
             key = "explanations" if kind == "explain" else "predictions"

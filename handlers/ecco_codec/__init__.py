@@ -6,7 +6,7 @@ Imports ``ecco_engine`` and the generated ``ecco_proto`` modules; nothing of Tor
     explanation = explainer.explain(decoded.request)
     reply = encode_explanation(explanation, decoded, model_name="smollm2",    # dict (JSON) or bytes (proto)
                                tokenizer=explainer.tokenizer)             # names internals' token ids
-    http_status, grpc_code, message = status_for(error)                       # on any exception
+    http_status, grpc_code, message = status_for(error)   # a Failure, on any exception
     reply = encode_error(grpc_code, message, decoded.wire)   # where no status can travel (gRPC batch row)
 
 Streams (``decoded.stream``): ``encode_stream_token`` / ``encode_stream_row`` per engine event, then
@@ -18,7 +18,6 @@ from __future__ import annotations
 from .arrays import from_int_matrix, from_matrix, to_int_matrix, to_matrix
 from .decode import (
     JSON_CONTENT_TYPES,
-    WIRE_PATHS,
     Decoded,
     Kind,
     Wire,
@@ -42,17 +41,16 @@ from .encode import (
     to_wire,
 )
 from .internals_result import to_internals_result
-from .status import INTERNAL_MESSAGE, client_message, status_for, wire_path
+from .status import INTERNAL_MESSAGE, Failure, status_for
 
 __all__ = [
     "ENGINE_VERSION",
     "INTERNAL_MESSAGE",
     "JSON_CONTENT_TYPES",
-    "WIRE_PATHS",
     "Decoded",
+    "Failure",
     "Kind",
     "Wire",
-    "client_message",
     "decode_internals",
     "decode_request",
     "encode_error",
@@ -74,5 +72,4 @@ __all__ = [
     "to_status",
     "to_wire",
     "wire_of",
-    "wire_path",
 ]

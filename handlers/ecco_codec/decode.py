@@ -7,14 +7,14 @@ Every problem is an ``InvalidRequest`` whose field is the dotted wire path, e.g.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from ecco_engine import AttributionParams, ExplainRequest, GenerationParams, InvalidRequest
+from ecco_engine import ExplainRequest, InvalidRequest
 from ecco_engine.internals import InternalsParams
 from ecco_proto import PROTOBUF_CONTENT_TYPES
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
@@ -27,12 +27,6 @@ Wire = Literal["json", "proto"]
 JSON_CONTENT_TYPES = ("application/json", "text/json", "text/plain")
 
 _PROTO_TO_KIND: dict[int, Kind] = {pb.GENERATE: "generate", pb.EXPLAIN: "explain"}
-
-#: engine field name -> wire path, for errors the engine raises with its own (flat) field names
-WIRE_PATHS: dict[str, str] = {
-    **{f.name: f"generation.{f.name}" for f in fields(GenerationParams)},
-    **{f.name: f"attribution.{f.name}" for f in fields(AttributionParams)},
-}
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,7 @@ OVERRIDES: dict[str, Callable[[Any, str], dict[str, Any]]] = {
 
 def reraise_at(error: InvalidRequest, path: str) -> InvalidRequest:
     """The same error (same class) with its field replaced by the wire path ``path``."""
-    prefix = f"{error.field}: "
-    text = str(error)
-    return type(error)(path, text[len(prefix) :] if text.startswith(prefix) else text)
+    return type(error)(path, error.reason)
 
 
 def _join(path: str, name: str) -> str:

@@ -73,7 +73,7 @@ def baseline_embeddings(layout: ModelLayout, tokenizer, baseline: str, length: i
         return torch.zeros(1, length, weight.shape[1], dtype=weight.dtype, device=weight.device)
     token_id = getattr(tokenizer, f"{baseline}_token_id", None)
     if token_id is None:
-        raise InvalidRequest("attribution.baseline", f"the tokenizer has no {baseline} token; choose another baseline")
+        raise InvalidRequest("baseline", f"the tokenizer has no {baseline} token; choose another baseline")
     return weight[int(token_id)].detach().view(1, 1, -1).expand(1, length, -1).clone()
 
 
@@ -86,7 +86,7 @@ def autocast(precision: Precision, device: torch.device) -> AbstractContextManag
     if precision is Precision.FLOAT32:
         return nullcontext()
     if device.type == "cuda" and precision is Precision.BFLOAT16 and not torch.cuda.is_bf16_supported():
-        raise InvalidRequest("attribution.precision", f"this GPU does not support bfloat16; use float16 or float32")
+        raise InvalidRequest("precision", "this GPU does not support bfloat16; use float16 or float32")
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 

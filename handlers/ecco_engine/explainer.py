@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from .attribution import AttributionRow, Budget, TargetSet, iter_attribute_tokens, method_cost
-from .budget import MemoryModel
-from .errors import InvalidRequest, LimitExceeded
+from .budget import MemoryModel, plan
+from .errors import InvalidRequest, LimitExceeded, section
 from .generation import generate_ids, iter_generate
 from .internals import (
     InternalsLimits,
@@ -167,16 +167,20 @@ class Explainer:
         gen = request.generation
         n_input = n_prompt + (n_given or 0)
         if request.continuation is None and gen.max_new_tokens > lim.max_new_tokens:
-            raise LimitExceeded("max_new_tokens", f"must be at most {lim.max_new_tokens}, got {gen.max_new_tokens}")
+            raise LimitExceeded(
+                "generation.max_new_tokens", f"must be at most {lim.max_new_tokens}, got {gen.max_new_tokens}"
+            )
         if n_input > lim.max_input_tokens:
             raise LimitExceeded("prompt", f"input is {n_input} tokens; the limit is {lim.max_input_tokens}")
         att = request.attribution
         steps = att.max_n_steps if att.completeness_tolerance is not None else att.n_steps
         if steps > lim.max_n_steps:
             field = "max_n_steps" if att.completeness_tolerance is not None else "n_steps"
-            raise LimitExceeded(field, f"must be at most {lim.max_n_steps}, got {steps}")
+            raise LimitExceeded(f"attribution.{field}", f"must be at most {lim.max_n_steps}, got {steps}")
         if len(att.methods) > lim.max_methods:
-            raise LimitExceeded("methods", f"at most {lim.max_methods} methods per request, got {len(att.methods)}")
+            raise LimitExceeded(
+                "attribution.methods", f"at most {lim.max_methods} methods per request, got {len(att.methods)}"
+            )
         if not attribute:
             return
         estimate = self.cost_estimate(request, n_prompt, n_given)
@@ -207,7 +211,7 @@ class Explainer:
         """Generate (or take ``request.continuation``) and return the tokens; no attribution.
 
         Neuron interventions in ``request.internals`` apply to the generation."""
-        validate_interventions(self.layout, request.internals.interventions, self.limits.internals)
+        self._check_interventions(request)
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
             return self._generate(request, _Timer())
 
@@ -243,16 +247,18 @@ class Explainer:
         bad = [i for i in indices if i >= n_generated]
         if bad:
             raise InvalidRequest(
-                "positions",
+                "attribution.positions",
                 f"index {bad[0]} is out of range: {n_generated} tokens were generated (0..{n_generated - 1})",
             )
         if len(indices) > self.limits.max_targets:
             raise LimitExceeded(
-                "positions", f"at most {self.limits.max_targets} tokens per request, got {len(indices)}"
+                "attribution.positions", f"at most {self.limits.max_targets} tokens per request, got {len(indices)}"
             )
         positions = tuple(generation.prompt_length + i for i in indices)
         contrast = request.attribution.contrast_token
-        contrast_id = single_token_id(self.tokenizer, contrast, "contrast_token") if contrast is not None else None
+        contrast_id = (
+            single_token_id(self.tokenizer, contrast, "attribution.contrast_token") if contrast is not None else None
+        )
         return TargetSet(
             positions=positions,
             token_ids=tuple(generation.tokens[p].id for p in positions),
@@ -277,7 +283,7 @@ class Explainer:
         return self._run(request, stream=True)
 
     def _stream_generation(self, request: ExplainRequest) -> Iterator[StreamEvent]:
-        validate_interventions(self.layout, request.internals.interventions, self.limits.internals)
+        self._check_interventions(request)
         timer = _Timer()
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
             generation = yield from self._generate_streaming(request, timer)
@@ -311,13 +317,27 @@ class Explainer:
             tokens=tuple(tokens), prompt_length=len(prompt), finish_reason=reason, timings=tuple(timer.timings)
         )
 
+    def _check_memory(self, request: ExplainRequest, targets: TargetSet) -> None:
+        """``LimitExceeded`` naming the memory budget when one row of the attribution would not fit it."""
+        if any(get_method(name).needs_gradients for name in request.attribution.methods):
+            plan(
+                self.memory, 1, max(targets.positions), len(targets.positions),
+                budget_bytes=self.budget.memory_bytes, token_budget=self.budget.token_budget,
+            )  # fmt: skip
+
+    def _check_interventions(self, request: ExplainRequest) -> None:
+        with section("internals"):
+            validate_interventions(self.layout, request.internals.interventions, self.limits.internals)
+
     def _precheck(self, request: ExplainRequest) -> None:
         """Everything that can fail before any model work."""
-        for name in request.attribution.methods:
-            get_method(name)
+        with section("attribution"):
+            for name in request.attribution.methods:
+                get_method(name)
         if request.internals.needs_forward:
-            precheck_params(request.internals, self.layout, self.tokenizer, self.limits.internals)
-        validate_interventions(self.layout, request.internals.interventions, self.limits.internals)
+            with section("internals"):
+                precheck_params(request.internals, self.layout, self.tokenizer, self.limits.internals)
+        self._check_interventions(request)
 
     def _run(self, request: ExplainRequest, *, stream: bool) -> Iterator[StreamEvent]:
         self._precheck(request)
@@ -331,8 +351,9 @@ class Explainer:
             attributions: list[Attribution] = []
             if request.attribution.methods and len(generation.tokens) > generation.prompt_length:
                 targets = self.targets(request, generation)
+                self._check_memory(request, targets)
                 for name in request.attribution.methods:
-                    with timer.stage(f"attribution:{name}"):
+                    with timer.stage(f"attribution:{name}"), section("attribution"):
                         for item in iter_attribute_tokens(
                             self.model, self.layout, self.tokenizer, input_ids, targets,
                             request.attribution, name, memory=self.memory, budget=self.budget,
@@ -343,7 +364,7 @@ class Explainer:
                                 yield item
             internals = None
             if request.internals.needs_forward:
-                with timer.stage("internals"):
+                with timer.stage("internals"), section("internals"):
                     internals = inspect_sequence(
                         self.model, self.layout, self.tokenizer, input_ids, generation.prompt_length,
                         request.internals, self.limits.internals,

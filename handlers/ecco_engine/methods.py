@@ -106,7 +106,8 @@ class RowMethod(AttributionMethod):
     batching = Batching.PER_TARGET_ROWS
 
     def attribute(self, forward: Forward, call: MethodCall) -> torch.Tensor:
-        """Attributions ``(rows, n_sources, hidden)`` (or ``(rows, n_sources, 1)``: one score per token) for ``forward(embeddings, *args) -> (rows,)``."""
+        """Attributions ``(rows, n_sources, hidden)``, or ``(rows, n_sources, 1)`` for one score per token, of
+        ``forward(embeddings, *args) -> (rows,)``."""
         raise NotImplementedError
 
     def forwards_per_row(self, n_sources: int) -> int:
@@ -127,7 +128,7 @@ def get_method(name: str) -> AttributionMethod:
         return REGISTRY[name]()
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
-        raise UnknownMethod("attribution.methods", f"unknown attribution method {name!r}; known: {known}") from None
+        raise UnknownMethod("methods", f"unknown attribution method {name!r}; known: {known}") from None
 
 
 @register

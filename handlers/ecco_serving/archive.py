@@ -8,7 +8,7 @@ archive of a 500 MB model takes a second and no disk space: nothing is zipped or
 Layout of an archive (also the worker's import path: TorchServe puts the folder on PYTHONPATH)::
 
     <name>.mar/MAR-INF/MANIFEST.json     written by torch-model-archiver (model name, handler, config)
-    <name>.mar/ecco_handler.py           the TorchServe handler
+    <name>.mar/ecco_handler.py           the TorchServe handler (glue over ecco_dataplane)
     <name>.mar/model-config.yaml         workers, batching, timeouts, engine limits
     <name>.mar/ecco_engine/ ...          what the handler imports: the paths of SHIPPED
     <name>.mar/model/                    the model folder (config, safetensors, tokenizer)
@@ -36,7 +36,14 @@ CONFIG_TEMPLATE = HANDLERS_DIR / "model-config.yaml"
 #: what the handler imports, relative to handlers/ (packages, or single modules); copied into every archive.
 #: Of ecco_serving only the metrics the handler records with: its ops tooling (archive, server, exporter)
 #: and the offline tools (tools/ecco_tools: probing experiment, GGUF converter) are never shipped.
-SHIPPED = ("ecco_engine", "ecco_codec", "ecco_proto", "ecco_serving/__init__.py", "ecco_serving/metrics.py")
+SHIPPED = (
+    "ecco_engine",
+    "ecco_codec",
+    "ecco_dataplane",
+    "ecco_proto",
+    "ecco_serving/__init__.py",
+    "ecco_serving/metrics.py",
+)
 MODEL_SUBDIR = "model"
 ARCHIVE_SUFFIX = ".mar"
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")

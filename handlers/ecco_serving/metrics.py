@@ -60,10 +60,13 @@ OTHER_METHOD = "other"
 
 
 class TimingLike(Protocol):
-    """``ecco_engine.Timing``: the engine's per-stage wall-clock seconds."""
+    """``ecco_engine.Timing``: the engine's per-stage wall-clock seconds (read-only)."""
 
-    stage: str
-    seconds: float
+    @property
+    def stage(self) -> str: ...
+
+    @property
+    def seconds(self) -> float: ...
 
 
 def outcome_of(status: int) -> Outcome:
@@ -74,15 +77,14 @@ def outcome_of(status: int) -> Outcome:
 
 
 def default_status_of(error: BaseException) -> int:
-    """The HTTP status an exception becomes: ``PredictionException.error_code`` or the codec's mapping."""
+    """The HTTP status of an exception that leaves ``observe_request``'s block: its ``error_code``
+    (TorchServe's ``PredictionException``), else 500.
+
+    The data plane maps every failure once (``ecco_codec.status_for``) and hands the status to
+    ``ObservedRequest.set_status``; only an exception nobody mapped gets here.
+    """
     code = getattr(error, "error_code", None)
-    if isinstance(code, int):
-        return code
-    try:
-        from ecco_codec import status_for
-    except ImportError:  # pragma: no cover - the codec ships with the handler
-        return 500
-    return status_for(error)[0]
+    return code if isinstance(code, int) else 500
 
 
 @functools.cache

@@ -226,7 +226,7 @@ def test_stream_events_follow_a_json_wire(stream_events, explain_request) -> Non
 
 @pytest.mark.parametrize("wire", ["json", "proto"])
 def test_error_reply_parses_as_every_reply_type(wire: str) -> None:
-    _status, code, message = status_for(LimitExceeded("max_new_tokens", "must be at most 32, got 99"))
+    _status, code, message = status_for(LimitExceeded("generation.max_new_tokens", "must be at most 32, got 99"))
     reply = encode_error(code, message, wire)
     if wire == "json":
         assert reply == {"error": {"code": 8, "message": "generation.max_new_tokens: must be at most 32, got 99"}}

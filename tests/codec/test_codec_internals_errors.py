@@ -1,7 +1,7 @@
 """Internals errors name the wire path (``internals.…``), at decode time and when the engine raises them.
 
-The engine names fields without their section (``top_k``, ``positions``); ``status_for`` tells the
-internals' from the generation's / attribution's by where they were raised.
+The ``Explainer`` prefixes the errors of each section it enters (``top_k`` raised by the internals
+leaves it as ``internals.top_k``); ``status_for`` only passes the message on.
 """
 
 from __future__ import annotations
@@ -103,9 +103,18 @@ def test_interventions_are_checked_on_generate_too(small) -> None:
     assert status == 400 and message.startswith("internals.interventions[0].layer: ")
 
 
-def test_a_limit_error_raised_elsewhere_keeps_its_section() -> None:
-    """An ambiguous name raised outside the internals keeps the flat table's section."""
-    assert status_for(LimitExceeded("top_k", "too big"))[2] == "generation.top_k: too big"
-    assert status_for(InvalidRequest("n_steps", "bad"))[2] == "attribution.n_steps: bad"
-    assert status_for(InvalidRequest("watch[0]", "bad"))[2] == "internals.watch[0]: bad"
-    assert status_for(InvalidRequest("internals.top_k", "bad"))[2] == "internals.top_k: bad"
+@pytest.mark.parametrize(("body", "error", "field", "reason"), [
+    ({**NO_IG, "internals": {"layer_predictions": True, "top_k": 9}}, LimitExceeded, "internals.top_k",
+     "must be at most 8 (limit max_top_k), got 9"),
+    ({**NO_IG, "internals": {"layer_predictions": True, "positions": [99]}}, InvalidRequest, "internals.positions",
+     "position 99 is out of range"),
+    ({"attribution": {"positions": [5], "n_steps": 2}}, InvalidRequest, "attribution.positions", "index 5 is out"),
+    ({"attribution": {"methods": ["lime"]}}, InvalidRequest, "attribution.methods", "unknown attribution method"),
+])  # fmt: skip
+def test_engine_errors_carry_their_section_apart_from_the_reason(small, body, error, field, reason) -> None:
+    """The same name (``top_k``, ``positions``) in two sections: the error itself says which one."""
+    request = decode_request({"prompt": "The capital", "generation": {"max_new_tokens": 2}, **body}, url_kind="explain")
+    with pytest.raises(error) as info:
+        small.explain(request.request)
+    assert info.value.field == field and info.value.reason.startswith(reason), str(info.value)
+    assert str(info.value) == f"{field}: {info.value.reason}"

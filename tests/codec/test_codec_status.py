@@ -39,14 +39,13 @@ def test_engine_errors(error: EngineError, http: int, grpc: str) -> None:
     assert str(error) in message or message.endswith(str(error).split(": ", 1)[1])
 
 
-def test_engine_field_names_become_wire_paths() -> None:
-    assert status_for(LimitExceeded("max_new_tokens", "must be at most 256, got 300"))[2] == (
-        "generation.max_new_tokens: must be at most 256, got 300"
+def test_the_message_is_the_path_and_the_reason() -> None:
+    error = LimitExceeded("max_new_tokens", "must be at most 256, got 300").within("generation")
+    assert status_for(error) == (413, "RESOURCE_EXHAUSTED", "generation.max_new_tokens: must be at most 256, got 300")
+    assert status_for(error).message == f"{error.field}: {error.reason}"
+    assert (
+        status_for(InvalidRequest("prompt", "tokenizes to zero tokens")).message == "prompt: tokenizes to zero tokens"
     )
-    assert status_for(InvalidRequest("positions", "index 9 is out of range"))[2] == (
-        "attribution.positions: index 9 is out of range"
-    )
-    assert status_for(InvalidRequest("prompt", "tokenizes to zero tokens"))[2] == "prompt: tokenizes to zero tokens"
 
 
 def test_errors_raised_by_the_engine_itself(explainer) -> None:

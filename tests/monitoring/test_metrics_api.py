@@ -5,8 +5,14 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ecco_codec import status_for
 from ecco_engine import InvalidRequest, LimitExceeded, NonFiniteResult, Timing
 from ecco_serving.metrics import BUCKETS_SECONDS, EccoMetrics, method_label, observe_request, outcome_of
+
+
+def codec_status(error: BaseException) -> int:
+    """The HTTP status the data plane hands to the metrics for ``error``."""
+    return status_for(error).status
 
 
 @pytest.fixture
@@ -115,7 +121,10 @@ def test_successful_explanation_records_latency_stages_and_tokens(registry, metr
     (RuntimeError("boom"), "500", "server_error"),
 ])  # fmt: skip
 def test_an_exception_sets_the_outcome_and_is_reraised(registry, metrics, error, status, outcome):
-    with pytest.raises(type(error)), observe_request("tiny", "generate", "none", "rest", metrics=metrics) as request:
+    with (
+        pytest.raises(type(error)),
+        observe_request("tiny", "generate", "none", "rest", metrics=metrics, status_of=codec_status) as request,
+    ):
         request.count_generated(3)
         raise error
     labels = {"model": "tiny", "kind": "generate", "method": "none", "transport": "rest"}

@@ -14,6 +14,7 @@ from ecco_engine import (
     LimitExceeded,
     UnknownMethod,
 )
+from ecco_engine.errors import section
 from tiny_models import tiny_model, tiny_tokenizer
 
 
@@ -102,6 +103,24 @@ def test_explainer_serves_correctly_after_errors(explainer):
     after = explainer.explain(request)
     assert after.generation.generated_ids == before.generation.generated_ids
     assert (after.attributions[0].scores == before.attributions[0].scores).all()
+
+
+def test_errors_leaving_the_explainer_name_the_full_path(explainer):
+    with pytest.raises(LimitExceeded) as error:
+        explainer.generate(ExplainRequest(prompt="hi", generation=GenerationParams(max_new_tokens=5)))
+    assert (error.value.field, error.value.reason) == ("generation.max_new_tokens", "must be at most 4, got 5")
+    with pytest.raises(UnknownMethod) as error:
+        explainer.explain(ExplainRequest(prompt="hi", attribution=AttributionParams(methods=("lime",))))
+    assert error.value.field == "attribution.methods"
+
+
+def test_within_keeps_the_class_and_the_reason():
+    error = LimitExceeded("watch[1]", "too many").within("internals")
+    assert type(error) is LimitExceeded and (error.field, error.reason) == ("internals.watch[1]", "too many")
+    assert str(error) == "internals.watch[1]: too many"
+    with pytest.raises(UnknownMethod) as raised, section("attribution"):
+        raise UnknownMethod("methods", "unknown")
+    assert str(raised.value) == "attribution.methods: unknown"
 
 
 def test_limits_from_a_config_mapping():

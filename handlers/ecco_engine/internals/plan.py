@@ -144,7 +144,7 @@ def validate_params(
 ) -> InspectionPlan:
     """Resolve defaults and check every range and limit, before any forward runs."""
     if not 1 <= prompt_length <= n_tokens:
-        raise InvalidRequest("prompt", f"prompt_length must be in 1..{n_tokens}, got {prompt_length}")
+        raise ValueError(f"prompt_length must be in 1..{n_tokens}, got {prompt_length}")  # the caller's mistake
     checked = precheck_params(params, layout, tokenizer, limits)
     lens: tuple[int, ...] = ()
     if params.layer_predictions:

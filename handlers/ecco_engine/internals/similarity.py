@@ -56,9 +56,8 @@ def similarity_matrices(stores: dict[str, PositionStore], plan: InspectionPlan) 
         except UnknownMethod:
             raise
         except InvalidRequest as error:  # e.g. the CCA family with fewer tokens than rank_i + rank_j
-            message = str(error).removeprefix(f"{error.field}: ")
             field = "similarity_positions" if plan.similarity_method == "linear_cka" else "similarity_method"
-            raise InvalidRequest(field, f"{representation}: {message}") from None
+            raise InvalidRequest(field, f"{representation}: {error.reason}") from None
         matrices.append(LayerSimilarity(representation, tuple(store.keys), matrix))
     first = stores[plan.similarity[0]]
     positions = first.positions(first.keys[0])
