@@ -19,6 +19,7 @@ import ecco_engine
 from ecco_engine import Attribution, Explanation, GenerationResult, Timing, Token
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
+from ecco_engine.types import AttributionCost
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 from .arrays import to_matrix
@@ -54,6 +55,8 @@ def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
         baseline_scores=_floats(a.baseline_scores),
         convergence_deltas=_floats(a.convergence_deltas),
         n_steps=list(a.n_steps or ()),
+        precision=wire_enum(pb.Precision.DESCRIPTOR, a.precision),
+        cost=_cost(a.cost),
     )
     if a.integration is not None:
         message.integration = wire_enum(pb.Integration.DESCRIPTOR, a.integration)
@@ -62,6 +65,10 @@ def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
     if a.contrast_token_id is not None:
         message.contrast_token_id = a.contrast_token_id
     return message
+
+
+def _cost(cost: AttributionCost) -> pb.Cost:
+    return pb.Cost(forward_token_rows=cost.forward_token_rows, backward_token_rows=cost.backward_token_rows)
 
 
 def _common(result: GenerationResult, timings: Iterable[Timing], model_name: str) -> dict[str, Any]:
@@ -99,6 +106,7 @@ def to_explain_response(
     message = pb.ExplainResponse(
         **_common(explanation.generation, (*explanation.timings, *extra_timings), model_name),
         attributions=[to_attribution(a, float16=float16) for a in explanation.attributions],
+        cost_estimate=_cost(explanation.cost_estimate),
     )
     if explanation.internals is not None:
         message.internals.CopyFrom(to_internals_result(explanation.internals, float16=float16, tokenizer=tokenizer))

@@ -89,7 +89,9 @@ def test_explanation_is_encoded_exactly(explanation, explain_request, wire: str)
 def test_json_reply_uses_snake_case_and_prints_every_field(explanation, explain_request) -> None:
     reply = encode_explanation(explanation, _decoded(explain_request, "json"), model_name="tiny")
     fields = pb.ExplainResponse.DESCRIPTOR.fields
-    assert set(reply) == {f.name for f in fields if not f.has_presence}  # internals: absent when not asked
+    # internals: absent when not asked; cost_estimate (a message): always there
+    assert set(reply) == {f.name for f in fields if not f.has_presence} | {"cost_estimate"}
+    assert int(reply["cost_estimate"]["backward_token_rows"]) > 0
     saliency_like = reply["attributions"][1]
     assert saliency_like["method"] == "grad_x_input"
     assert saliency_like["baseline_scores"] == [] and "baseline" not in saliency_like  # optional: absent
@@ -132,7 +134,7 @@ def test_generation_reply(explainer, explain_request, wire: str) -> None:
 def test_generate_and_explain_responses_share_field_numbers() -> None:
     generate = {f.name: (f.number, f.type) for f in pb.GenerateResponse.DESCRIPTOR.fields}
     explain = {f.name: (f.number, f.type) for f in pb.ExplainResponse.DESCRIPTOR.fields}
-    only_explain = {"attributions", "internals"}
+    only_explain = {"attributions", "internals", "cost_estimate"}
     assert generate == {k: v for k, v in explain.items() if k not in only_explain}
     shape = descriptor_pb2.DescriptorProto()
     pb.GenerateResponse.DESCRIPTOR.CopyToProto(shape)
