@@ -133,6 +133,7 @@
       return v !== null && v < 0;
     });
     var strip = V.el("canvas", {class: "strip", width: String(Math.max(1, r.scores.length)), height: "1"}, []);
+    strip.style.width = Math.min(600, 6 * r.scores.length) + "px"; // positions line up from row to row
     var context = strip.getContext("2d");
     r.scores.forEach(function (value, position) {
       var shade = V.shade(value, scale, signed);
@@ -160,7 +161,7 @@
     $("live-rows").appendChild(
       V.el("div", {class: "live-row", "data-method": r.method, "data-target": r.target_position,
         "data-target-score": r.target_score}, [
-        V.el("span", {class: "label"}, [r.method + " \u00b7 " + this.sourceName(r.target_position)]),
+        V.el("span", {class: "label"}, [r.method + " @ " + r.target_position + " " + this.sourceName(r.target_position)]),
         strip,
         V.el("span", {class: "facts"}, [facts]),
         top,
@@ -170,7 +171,16 @@
     this.progress();
   };
 
+  // Once the prompt's tokens are known (the summary), the rows' top sources are named by their text.
+  Run.prototype.nameSources = function (data) {
+    Array.prototype.forEach.call(document.querySelectorAll("#live-rows .source"), function (span) {
+      var token = data.tokens[Number(span.getAttribute("data-pos"))];
+      if (token) span.textContent = V.quoted(token.text) + " " + V.fmt(Number(span.getAttribute("data-score")));
+    });
+  };
+
   Run.prototype.views = function (data) {
+    this.nameSources(data);
     var root = V.el("div", {class: "ecco-view", id: "ecco-live-view"}, []);
     $("views").textContent = "";
     $("views").appendChild(root);
