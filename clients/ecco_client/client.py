@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, Literal
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
@@ -99,7 +99,7 @@ class EccoClient:
         for event in self.stream_events(kind, build_request(kind, **options)):
             yield stream_item(event)
 
-    def stream_events(self, kind: Kind, request: pb.ExplainRequest) -> Iterator[pb.StreamEvent]:
+    def stream_events(self, kind: Kind, request: pb.ExplainRequest) -> Generator[pb.StreamEvent, None, None]:
         """The ``StreamEvent`` messages of a ready-made ``ExplainRequest`` (its ``kind`` and ``stream`` are
         set here), as they arrive; an ``error`` event raises ``EccoError``."""
         message = pb.ExplainRequest()
