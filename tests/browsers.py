@@ -1,6 +1,6 @@
 """A real browser for the tests that need one: Debian's chromium driven by Playwright (never a downloaded
 browser), and a page whose requests and console errors are recorded. Tests without them skip, naming why.
-The ``browser`` fixture is imported by the conftest of each directory with browser tests."""
+The ``browser`` fixture is made available to every test by tests/conftest.py."""
 
 from __future__ import annotations
 

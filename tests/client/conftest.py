@@ -9,7 +9,6 @@ from http.server import ThreadingHTTPServer
 
 import grpc
 import pytest
-from browsers import browser as browser  # the fixture (the live page's browser tests)
 from fake_torchserve import Backend, Servicer, http_handler
 
 from ecco_proto.torchserve import inference_pb2_grpc

@@ -20,7 +20,6 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from browsers import browser as browser  # the fixture (test_ui_e2e.py)
 
 from ecco_engine import EngineLimits, Explainer
 from ecco_engine.loading import load_model

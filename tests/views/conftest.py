@@ -1,12 +1,11 @@
 """Fixtures of tests/views: real replies (explained.py) and, for the browser tests, Debian's chromium
-driven by Playwright (``browsers.browser``); the browser tests skip, naming why, without them."""
+driven by Playwright (``browser``, tests/conftest.py); the browser tests skip, naming why, without them."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from browsers import browser as browser  # the fixture
 from explained import attribution_request, explain, internals_request
 
 
