@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 KEY_FILE_NAME = "key_file.json"
@@ -42,6 +43,18 @@ def find_key_file() -> Path | None:
     if os.environ.get("ECCO_KEY_FILE"):
         return Path(os.environ["ECCO_KEY_FILE"])
     return next((p for p in DEFAULT_KEY_FILES if p.is_file()), None)
+
+
+def token_source(token: str | None, key_file: str | os.PathLike[str] | None) -> Callable[[], str | None]:
+    """Where the CLI takes the inference key from: ``token``, else the "inference" key of ``key_file``, else
+    of ``find_key_file()``, else none. A key file is read again on every call (TorchServe writes a new key
+    when it restarts), so a long-running ``ecco ui`` keeps working; a missing file raises at the call."""
+    if token is not None:
+        return lambda: token
+    path = key_file or find_key_file()
+    if path is None:
+        return lambda: None
+    return lambda: read_key_file(path)
 
 
 def bearer(token: str | None) -> dict[str, str]:

@@ -8,6 +8,7 @@
     ecco explain --grpc 127.0.0.1:7070 --prompt "The capital of France is" --stream
     ecco explain --prompt "The capital of France is" --html explanation.html
     ecco view response.json -o explanation.html
+    ecco ui --port 8090            # the live page on http://127.0.0.1:8090/: type a prompt, watch it explained
 
 Prints a table (each explained token with its top source tokens) or, with --json, the reply's proto3
 JSON; --html FILE also writes the views (one self-contained HTML file). The token: --token, else the
@@ -24,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .auth import find_key_file, read_key_file
+from .auth import token_source
 from .build import REQUEST_OPTIONS
 from .cli_internals import (
     INTERNALS,
@@ -37,6 +38,7 @@ from .client import EccoClient
 from .errors import EccoError
 from .results import ExplainResult, GenerateResult, RowEvent, TokenEvent
 from .table import explanation_table, generation_table, shown
+from .ui_command import add_ui_command, run_ui
 from .view_command import add_view_command, run_view
 from .views import write_html
 
@@ -114,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
     add_internals_options(explain)
     add_intervention_option(explain)
     add_view_command(commands)
+    add_ui_command(commands, default_url=DEFAULT_URL, default_model=DEFAULT_MODEL)
     return top
 
 
@@ -128,10 +131,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _client(args: argparse.Namespace) -> EccoClient:
-    token = args.token
-    key_file = args.key_file or (None if token else find_key_file())
-    if token is None and key_file is not None:
-        token = read_key_file(key_file)
+    token = token_source(args.token, args.key_file)()
     if args.grpc and args.url:
         raise SystemExit("ecco: give --url or --grpc, not both")
     if args.grpc:
@@ -163,6 +163,8 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "view":
         return run_view(args)
+    if args.command == "ui":
+        return run_ui(args)
     if args.stream and args.kserve:
         raise SystemExit("ecco: the KServe v1 paths do not stream; drop --kserve or --stream")
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, Literal
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
@@ -96,6 +96,14 @@ class EccoClient:
 
         gRPC: TorchServe's StreamPredictions. REST: a chunked reply with one JSON event per line (JSON
         wire, not the KServe v1 paths). A failure raises ``EccoError``, also after some items arrived."""
-        request = build_request(kind, **options, stream=True)
-        for event in self.transport.stream(kind, request):
+        for event in self.stream_events(kind, build_request(kind, **options)):
             yield stream_item(event)
+
+    def stream_events(self, kind: Kind, request: pb.ExplainRequest) -> Generator[pb.StreamEvent, None, None]:
+        """The ``StreamEvent`` messages of a ready-made ``ExplainRequest`` (its ``kind`` and ``stream`` are
+        set here), as they arrive; an ``error`` event raises ``EccoError``."""
+        message = pb.ExplainRequest()
+        message.CopyFrom(request)
+        message.kind = pb.EXPLAIN if kind == "explain" else pb.GENERATE
+        message.stream = True
+        return self.transport.stream(kind, message)

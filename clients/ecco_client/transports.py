@@ -13,7 +13,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, Literal, TypeAlias
 
 from google.protobuf import json_format
@@ -142,7 +142,7 @@ class RestTransport:
             data = json.dumps(outer[key][0]).encode()
         return _parse_reply(kind, data, json_body=True)
 
-    def stream(self, kind: Kind, request: pb.ExplainRequest) -> Iterator[pb.StreamEvent]:
+    def stream(self, kind: Kind, request: pb.ExplainRequest) -> Generator[pb.StreamEvent, None, None]:
         """The ``StreamEvent`` lines of one streamed reply (``request.stream`` set), in order, as they
         arrive. JSON wire only; the KServe v1 paths do not stream."""
         if self.wire != "json" or self.kserve:
@@ -241,7 +241,7 @@ class GrpcTransport:
             raise self._error(error) from None
         return _parse_reply(kind, response.prediction, json_body=response.prediction.lstrip()[:1] == b"{")
 
-    def stream(self, kind: Kind, request: pb.ExplainRequest) -> Iterator[pb.StreamEvent]:
+    def stream(self, kind: Kind, request: pb.ExplainRequest) -> Generator[pb.StreamEvent, None, None]:
         """The ``StreamEvent`` messages of one StreamPredictions call (``request.stream`` set), in order."""
         del kind  # the request's own kind decides on gRPC
         try:

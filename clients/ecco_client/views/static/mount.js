@@ -1,5 +1,6 @@
 // Mounting: read the page's data (the <script type="application/json"> next to the script), draw a header
-// and every view the explanation has data for. A failure is reported in the page and on the console.
+// and every view the explanation has data for (or draw them from data given: the live page). A failure is
+// reported in the page and on the console.
 "use strict";
 
 EccoViews.header = function (root, data) {
@@ -21,9 +22,14 @@ EccoViews.header = function (root, data) {
   ]));
 };
 
+// Mount the views of the data in the page (its <script type="application/json" class="ecco-data">).
 EccoViews.mount = function (root) {
+  EccoViews.show(root, JSON.parse(root.querySelector("script.ecco-data").textContent));
+};
+
+// Draw every view of `data` (what view_data returns) into `root`, then mark it data-ready.
+EccoViews.show = function (root, data) {
   var V = EccoViews;
-  var data = JSON.parse(root.querySelector("script.ecco-data").textContent);
   var views = V.el("div", {class: "views"}, []);
   root.appendChild(views);
   try {
