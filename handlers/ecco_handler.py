@@ -30,12 +30,10 @@ from ts.utils.util import PredictionException
 import ecco_engine
 from ecco_dataplane import GRPC, DataPlane, Reply, Row, read_row
 from ecco_engine import EngineLimits, Explainer
-from ecco_engine.loading import load_model
+from ecco_engine.loading import load_model, model_dtype, resolve_device
 from ecco_serving.metrics import initialize_model
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class EccoHandler:
@@ -59,16 +57,18 @@ class EccoHandler:
         if threads > 0:
             torch.set_num_threads(threads)
         folder = Path(context.system_properties["model_dir"]) / settings.get("model_subdir", "model")
-        dtype = DTYPES[settings.get("dtype", "float32")]
+        dtype = model_dtype(settings.get("dtype"))
+        # the GPU TorchServe assigned this worker (gpu_id), or the one model-config.yaml names
+        device = resolve_device(settings.get("device"), context.system_properties.get("gpu_id"))
         # nested `internals:` limits; an unknown name fails here, at start-up, before the model loads
         limits = EngineLimits.from_mapping(settings.get("limits") or {})
         start = time.perf_counter()
-        model, tokenizer = load_model(folder, dtype=dtype)
+        model, tokenizer = load_model(folder, dtype=dtype, device=device)
         self.plane = DataPlane(Explainer(model, tokenizer, limits=limits), context.model_name)
         initialize_model(context.model_name)  # the usual metric series at zero (ecco_serving.metrics)
         logger.info(
-            "loaded %s from %s in %.1f s (ecco_engine from %s)",
-            context.model_name, folder, time.perf_counter() - start, Path(ecco_engine.__file__).parent,
+            "loaded %s from %s on %s (%s) in %.1f s (ecco_engine from %s)",
+            context.model_name, folder, device, dtype, time.perf_counter() - start, Path(ecco_engine.__file__).parent,
         )  # fmt: skip
 
     def handle(self, data: list[dict[str, Any]], context) -> list[bytes]:

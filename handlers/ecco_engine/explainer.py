@@ -134,6 +134,22 @@ class Explainer:
     def device(self) -> torch.device:
         return self.layout.embedding.weight.device
 
+    @contextmanager
+    def _device_memory(self) -> Iterator[None]:
+        """A device out-of-memory error becomes ``LimitExceeded`` naming the memory budget; the memory the
+        failed request held is released, so the next request runs as if it had not happened."""
+        try:
+            yield
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise LimitExceeded(
+                "request",
+                f"the device ({self.device}) ran out of memory serving this request; the attribution's memory"
+                f" budget (memory_budget_bytes) is {self.budget.memory_bytes / 2**20:.0f} MiB: explain fewer tokens"
+                " (positions), with fewer steps, or a shorter input",
+            ) from None
+
     # ---- inputs ---------------------------------------------------------------------------
     def prompt_ids(self, request: ExplainRequest) -> list[int]:
         """Token ids of the prompt: plain text (with the tokenizer's special tokens) or a chat."""
@@ -212,7 +228,10 @@ class Explainer:
 
         Neuron interventions in ``request.internals`` apply to the generation."""
         self._check_interventions(request)
-        with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
+        with (
+            self._device_memory(),
+            neuron_interventions(self.layout, request.internals.interventions, self.limits.internals),
+        ):
             return self._generate(request, _Timer())
 
     def _generate(self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False) -> GenerationResult:
@@ -285,7 +304,10 @@ class Explainer:
     def _stream_generation(self, request: ExplainRequest) -> Iterator[StreamEvent]:
         self._check_interventions(request)
         timer = _Timer()
-        with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
+        with (
+            self._device_memory(),
+            neuron_interventions(self.layout, request.internals.interventions, self.limits.internals),
+        ):
             generation = yield from self._generate_streaming(request, timer)
         yield generation
 
@@ -340,6 +362,10 @@ class Explainer:
         self._check_interventions(request)
 
     def _run(self, request: ExplainRequest, *, stream: bool) -> Iterator[StreamEvent]:
+        with self._device_memory():
+            yield from self._run_on_device(request, stream=stream)
+
+    def _run_on_device(self, request: ExplainRequest, *, stream: bool) -> Iterator[StreamEvent]:
         self._precheck(request)
         timer = _Timer()
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):

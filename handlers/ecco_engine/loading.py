@@ -10,9 +10,44 @@ from torch import nn
 
 from .errors import UnsupportedModel
 
+#: the model dtypes a server may name (model-config.yaml ``dtype``)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-def load_model(path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, object]:
-    """``(model, tokenizer)`` from a local folder (safetensors + tokenizer files) or a ``.gguf`` file.
+
+def resolve_device(setting: str | None, gpu_id: object = None) -> torch.device:
+    """The device named by a server setting: ``auto`` (default) is the GPU TorchServe assigned
+    (``gpu_id``) or the first GPU when CUDA is available, else the CPU; ``cpu``; ``cuda`` (the assigned
+    GPU, or GPU 0); ``cuda:N``. Naming a GPU where CUDA is not available is an error at start-up."""
+    setting = (setting or "auto").strip().lower()
+    cuda = torch.cuda.is_available()
+    index = int(gpu_id) if gpu_id is not None and str(gpu_id).strip() != "" else 0
+    if setting == "auto":
+        return torch.device("cuda", index) if cuda else torch.device("cpu")
+    if setting == "cpu":
+        return torch.device("cpu")
+    if setting == "cuda" or setting.startswith("cuda:"):
+        if not cuda:
+            raise ValueError(f"device {setting!r}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+        device = torch.device(setting if ":" in setting else f"cuda:{index}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {setting!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return device
+    raise ValueError(f"device {setting!r}: must be auto, cpu, cuda or cuda:N")
+
+
+def model_dtype(name: str | None) -> torch.dtype:
+    """The model dtype named by a server setting (default float32)."""
+    try:
+        return DTYPES[name or "float32"]
+    except KeyError:
+        raise ValueError(f"dtype {name!r}: must be one of {', '.join(DTYPES)}") from None
+
+
+def load_model(
+    path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, object]:
+    """``(model, tokenizer)`` from a local folder (safetensors + tokenizer files) or a ``.gguf`` file,
+    the model on ``device`` in ``dtype``.
 
     The model is in eval mode with its parameters frozen. Loading is local-only
     (``local_files_only=True``): a missing file is an error here, never a download.
@@ -31,6 +66,7 @@ def load_model(path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float
     except ValueError as error:  # unknown architecture / not a causal LM
         raise UnsupportedModel(f"cannot load a causal LM from {path}: {error}") from error
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model.to(device)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

@@ -58,6 +58,9 @@ class _LensReader:
 
         With ``own`` (the model's logits at the lens positions) return max |p_lens - p_model| here.
         """
+        # the results are small: read them on the CPU whatever device the model is on
+        logits = logits.cpu()
+        own = own.cpu() if own is not None else None
         probs = torch.softmax(logits, dim=-1)  # NaN/inf anywhere in a row makes the row's results NaN
         stop = start + logits.shape[0]
         deviation = 0.0
