@@ -150,7 +150,7 @@ def main() -> None:
         sides: dict[str, dict[str, float]] = {}
         rows: dict[str, np.ndarray] = {}
 
-        def engine(method: str, precision: str):
+        def engine(method: str, precision: str, generation=generation, ids=ids):
             params = AttributionParams(
                 methods=(method,), target="log_probability", n_steps=args.n_steps, baseline="eos",
                 aggregation="sum", precision=precision,
@@ -166,13 +166,17 @@ def main() -> None:
         jobs = {
             ("integrated_gradients", "engine float32"): lambda: engine("integrated_gradients", "float32"),
             ("integrated_gradients", "engine bfloat16"): lambda: engine("integrated_gradients", "bfloat16"),
-            ("integrated_gradients", "loop"): lambda: loop_rows(model, ids, P, "integrated_gradients", baseline_id, args.n_steps),
+            ("integrated_gradients", "loop"): lambda ids=ids, P=P: loop_rows(
+                model, ids, P, "integrated_gradients", baseline_id, args.n_steps
+            ),
             ("grad_x_input", "engine float32"): lambda: engine("grad_x_input", "float32"),
-            ("grad_x_input", "loop"): lambda: loop_rows(model, ids, P, "grad_x_input", baseline_id, args.n_steps),
+            ("grad_x_input", "loop"): lambda ids=ids, P=P: loop_rows(
+                model, ids, P, "grad_x_input", baseline_id, args.n_steps
+            ),
         }  # fmt: skip
         if args.llm_attr:
             for method in ("integrated_gradients", "grad_x_input"):
-                jobs[(method, "llm_attr")] = lambda m=method: llm_attr_rows(
+                jobs[(method, "llm_attr")] = lambda m=method, ids=ids, P=P: llm_attr_rows(
                     model, tokenizer, ids, P, m, baseline_id, args.n_steps
                 )
         for r in range(args.rounds):

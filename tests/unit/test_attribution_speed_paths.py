@@ -164,7 +164,7 @@ def test_device_out_of_memory_is_a_limit_error_and_the_next_request_runs(monkeyp
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr("ecco_engine.explainer.iter_attribute_tokens", out_of_memory)
-    with pytest.raises(LimitExceeded, match="ran out of memory.*memory_budget_bytes"):
+    with pytest.raises(LimitExceeded, match=r"ran out of memory.*memory_budget_bytes"):
         explainer.explain(request)
     with pytest.raises(LimitExceeded, match="ran out of memory"):
         list(explainer.stream(request))
