@@ -228,7 +228,7 @@ def iter_attribute_tokens(
                         deltas[i] = float(delta[row])
                 if not looping:
                     yield from (row_of(i) for i in indices)
-            if deltas is None or tolerance is None or n_steps * 2 > params.max_n_steps:
+            if deltas is None or tolerance is None or n_steps * 2 > params.step_ceiling:
                 break
             pending = [i for i in pending if abs(float(deltas[i])) > tolerance]
             n_steps *= 2

@@ -16,6 +16,7 @@ from torch import nn
 from .attribution import AttributionRow, TargetSet, iter_attribute_tokens
 from .errors import InvalidRequest, LimitExceeded
 from .generation import generate_ids, iter_generate
+from .input_size import check_input_size
 from .internals import (
     InternalsLimits,
     inspect_sequence,
@@ -114,7 +115,10 @@ class Explainer:
 
     # ---- inputs ---------------------------------------------------------------------------
     def prompt_ids(self, request: ExplainRequest) -> list[int]:
-        """Token ids of the prompt: plain text (with the tokenizer's special tokens) or a chat."""
+        """Token ids of the prompt: plain text (with the tokenizer's special tokens) or a chat.
+
+        Refuses an input (prompt + continuation) too long to fit ``max_input_tokens`` before tokenizing."""
+        check_input_size(request, self.limits.max_input_tokens)
         if request.messages:
             if not getattr(self.tokenizer, "chat_template", None):
                 raise InvalidRequest("messages", "this model's tokenizer has no chat template; send 'prompt'")
@@ -147,11 +151,10 @@ class Explainer:
             raise LimitExceeded("max_new_tokens", f"must be at most {lim.max_new_tokens}, got {gen.max_new_tokens}")
         if n_input > lim.max_input_tokens:
             raise LimitExceeded("prompt", f"input is {n_input} tokens; the limit is {lim.max_input_tokens}")
-        att = request.attribution
-        steps = att.max_n_steps if att.completeness_tolerance is not None else att.n_steps
-        if steps > lim.max_n_steps:
-            field = "max_n_steps" if att.completeness_tolerance is not None else "n_steps"
-            raise LimitExceeded(field, f"must be at most {lim.max_n_steps}, got {steps}")
+        att = request.attribution  # each step count as the client gave it, named as given
+        for name, steps in (("n_steps", att.n_steps), ("max_n_steps", att.max_n_steps)):
+            if steps is not None and steps > lim.max_n_steps:
+                raise LimitExceeded(name, f"must be at most {lim.max_n_steps} (the server's limit), got {steps}")
         if len(att.methods) > lim.max_methods:
             raise LimitExceeded("methods", f"at most {lim.max_methods} methods per request, got {len(att.methods)}")
 
@@ -284,11 +287,12 @@ class Explainer:
             attributions: list[Attribution] = []
             if request.attribution.methods and len(generation.tokens) > generation.prompt_length:
                 targets = self.targets(request, generation)
+                attribution = request.attribution.within(self.limits.max_n_steps)
                 for name in request.attribution.methods:
                     with timer.stage(f"attribution:{name}"):
                         for item in iter_attribute_tokens(
                             self.model, self.layout, self.tokenizer, input_ids, targets,
-                            request.attribution, name, token_budget=self.limits.token_budget,
+                            attribution, name, token_budget=self.limits.token_budget,
                         ):  # fmt: skip
                             if isinstance(item, Attribution):
                                 attributions.append(item)
