@@ -7,7 +7,8 @@ per client count: requests, answers, errors by (HTTP status, gRPC code), through
 of wall time), latency percentiles of the answers and of the refusals.
 
 Backpressure: the archive's job queue holds ``--job-queue-size`` requests (default 4 here); with more
-clients than workers + queue, TorchServe refuses the excess at once (REST 503, gRPC UNAVAILABLE)
+clients than workers + queue, TorchServe refuses the excess at once (REST 503 ServiceUnavailableException; gRPC INTERNAL, the same message: TorchServe
+0.12 maps it so)
 instead of queueing it: the refusals' latency shows how quickly.
 
 Run from the repository root: ``python benchmarks/concurrency.py --tiny`` (seconds), or without

@@ -50,7 +50,7 @@ class ArchiveSettings:
     batch_size: int | None = None
     max_batch_delay_ms: int | None = None
     response_timeout_s: int | None = None
-    #: requests waiting for a worker; with the queue full TorchServe refuses at once (503 / UNAVAILABLE)
+    #: requests waiting for a worker; with the queue full TorchServe refuses at once (REST 503, gRPC INTERNAL)
     job_queue_size: int | None = None
     #: engine limits: ``{"max_n_steps": 128, "internals.max_top_k": 10}`` or ``{"internals": {...}}``
     limits: Mapping[str, Any] | None = None
