@@ -7,9 +7,9 @@ per client count: requests, answers, errors by (HTTP status, gRPC code), through
 of wall time), latency percentiles of the answers and of the refusals.
 
 Backpressure: the archive's job queue holds ``--job-queue-size`` requests (default 4 here); with more
-clients than workers + queue, TorchServe refuses the excess at once (REST 503 ServiceUnavailableException; gRPC INTERNAL, the same message: TorchServe
-0.12 maps it so)
-instead of queueing it: the refusals' latency shows how quickly.
+clients than workers + queue, TorchServe refuses the excess at once instead of queueing it (REST 503
+ServiceUnavailableException; gRPC INTERNAL with the same message: TorchServe 0.12 maps it so): the
+refusals' latency shows how quickly.
 
 Run from the repository root: ``python benchmarks/concurrency.py --tiny`` (seconds), or without
 ``--tiny`` for the default model (``make model`` first). Nothing is asserted; the figures are printed.

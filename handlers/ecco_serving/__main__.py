@@ -102,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     archive.add_argument("--batch-size", type=int)
     archive.add_argument("--max-batch-delay-ms", type=int)
     archive.add_argument("--response-timeout", type=int, help="seconds")
-    archive.add_argument("--job-queue-size", type=int, help="requests waiting for a worker before TorchServe refuses (REST 503)")
+    archive.add_argument(
+        "--job-queue-size", type=int, help="requests waiting for a worker before TorchServe refuses (REST 503)"
+    )
     archive.add_argument(
         "--limit",
         action="append",
