@@ -101,8 +101,9 @@ def main() -> None:
         print(f"  budget {gib:g} GiB done", flush=True)
     if args.json_out:
         args.json_out.write_text(json.dumps(document, indent=2))
+    kept = document[0]["per_token_bytes"] / 2**10
     print(f"\nIG {args.n_steps} steps, {args.prompt_tokens}-token prompt, {args.targets} explained tokens, "
-          f"{args.threads} threads; measured {document[0]['per_token_bytes'] / 2**10:.0f} KiB kept per row-token")  # fmt: skip
+          f"{args.threads} threads; measured {kept:.0f} KiB kept per row-token")  # fmt: skip
     print(table(
         ["budget", "plan (points/forward, targets/backward)", "result", "RSS loaded GiB", "peak RSS GiB",
          "peak above loaded GiB", "above / budget", "CPU s"],

@@ -9,6 +9,8 @@ Imports ``ecco_engine`` and the generated ``ecco_proto`` modules; nothing of Tor
     http_status, grpc_code, message = status_for(error)   # a Failure, on any exception
     reply = encode_error(grpc_code, message, decoded.wire)   # where no status can travel (gRPC batch row)
 
+``load_json(body)``: JSON text with nesting depth and number sizes bounded (KServe v1 envelopes).
+
 Streams (``decoded.stream``): ``encode_stream_token`` / ``encode_stream_row`` per engine event, then
 ``encode_stream_summary``.
 """
@@ -41,6 +43,7 @@ from .encode import (
     to_wire,
 )
 from .internals_result import to_internals_result
+from .json_load import load_json
 from .status import INTERNAL_MESSAGE, Failure, status_for
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "encode_stream_token",
     "from_int_matrix",
     "from_matrix",
+    "load_json",
     "status_for",
     "to_attribution",
     "to_engine_request",

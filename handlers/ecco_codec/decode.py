@@ -6,11 +6,9 @@ Every problem is an ``InvalidRequest`` whose field is the dotted wire path, e.g.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
@@ -20,7 +18,8 @@ from ecco_proto import PROTOBUF_CONTENT_TYPES
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 from .fields import to_engine
-from .json_check import check_json
+from .json_check import check_json, fill_message
+from .json_load import load_json
 
 Kind = Literal["generate", "explain"]
 Wire = Literal["json", "proto"]
@@ -45,24 +44,10 @@ class Decoded:
 
 
 def _parse_json(body: Any) -> pb.ExplainRequest:
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        try:
-            body = bytes(body).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidRequest("body", f"not valid UTF-8 JSON (byte {error.start})") from None
-    if isinstance(body, str):
-        try:
-            body = json.loads(body)
-        except json.JSONDecodeError as error:
-            raise InvalidRequest(
-                "body", f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-            ) from None
-    checked = check_json(body, pb.ExplainRequest.DESCRIPTOR)
+    if isinstance(body, (bytes, bytearray, memoryview, str)):
+        body = load_json(body)
     message = pb.ExplainRequest()
-    try:
-        json_format.ParseDict(checked, message, ignore_unknown_fields=False)
-    except json_format.ParseError as error:  # check_json should have caught it; keep the message
-        raise InvalidRequest("body", str(error).split("\n")[0]) from None
+    fill_message(check_json(body, pb.ExplainRequest.DESCRIPTOR), message)
     return message
 
 
@@ -87,7 +72,9 @@ def _parse_proto(body: bytes) -> pb.ExplainRequest:
     try:
         message.ParseFromString(body)
     except DecodeError:
-        raise InvalidRequest("body", "not a valid serialized ecco.v1.ExplainRequest") from None
+        raise InvalidRequest(
+            "body", "not a valid serialized ecco.v1.ExplainRequest (malformed, truncated or nested too deeply)"
+        ) from None
     found = _unknown_field_path(message)
     if found:
         where, number = found.split(": ")

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ecco_codec import Failure
+from ecco_codec import Failure, load_json
 from ecco_engine import InvalidRequest
 from ecco_engine.errors import section
 from ecco_serving.metrics import ObservedRequest
@@ -50,10 +50,7 @@ class KServeV1(Transport):
 
 
 def _instances(body: bytes | bytearray) -> list[Any]:
-    try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("body", 'not valid JSON; KServe v1 expects {"instances": [request, ...]}') from None
+    envelope = load_json(body)  # bounded: depth and number sizes (ecco_codec.json_load)
     instances = envelope.get("instances") if isinstance(envelope, dict) else None
     if not isinstance(instances, list) or not instances:
         raise InvalidRequest("instances", "KServe v1 expects a non-empty list of requests under 'instances'")

@@ -351,7 +351,7 @@ def iter_attribute_tokens(
                     chosen = [pending[g] for g in group]
                     store(chosen, attributions, n_steps)
                     yield from (row_of(i) for i in chosen)
-            if tolerance is None or n_steps * 2 > params.max_n_steps:
+            if tolerance is None or n_steps * 2 > params.step_ceiling:
                 break
             assert deltas is not None
             pending = [i for i in pending if abs(float(deltas[i])) > tolerance]

@@ -18,6 +18,7 @@ from .attribution import AttributionRow, Budget, TargetSet, iter_attribute_token
 from .budget import MemoryModel, plan
 from .errors import InvalidRequest, LimitExceeded, section
 from .generation import generate_ids, iter_generate
+from .input_size import check_input_size
 from .internals import (
     InternalsLimits,
     inspect_sequence,
@@ -152,7 +153,10 @@ class Explainer:
 
     # ---- inputs ---------------------------------------------------------------------------
     def prompt_ids(self, request: ExplainRequest) -> list[int]:
-        """Token ids of the prompt: plain text (with the tokenizer's special tokens) or a chat."""
+        """Token ids of the prompt: plain text (with the tokenizer's special tokens) or a chat.
+
+        Refuses an input (prompt + continuation) too long to fit ``max_input_tokens`` before tokenizing."""
+        check_input_size(request, self.limits.max_input_tokens)
         if request.messages:
             if not getattr(self.tokenizer, "chat_template", None):
                 raise InvalidRequest("messages", "this model's tokenizer has no chat template; send 'prompt'")
@@ -188,11 +192,12 @@ class Explainer:
             )
         if n_input > lim.max_input_tokens:
             raise LimitExceeded("prompt", f"input is {n_input} tokens; the limit is {lim.max_input_tokens}")
-        att = request.attribution
-        steps = att.max_n_steps if att.completeness_tolerance is not None else att.n_steps
-        if steps > lim.max_n_steps:
-            field = "max_n_steps" if att.completeness_tolerance is not None else "n_steps"
-            raise LimitExceeded(f"attribution.{field}", f"must be at most {lim.max_n_steps}, got {steps}")
+        att = request.attribution  # each step count as the client gave it, named as given
+        for name, steps in (("n_steps", att.n_steps), ("max_n_steps", att.max_n_steps)):
+            if steps is not None and steps > lim.max_n_steps:
+                raise LimitExceeded(
+                    f"attribution.{name}", f"must be at most {lim.max_n_steps} (the server's limit), got {steps}"
+                )
         if len(att.methods) > lim.max_methods:
             raise LimitExceeded(
                 "attribution.methods", f"at most {lim.max_methods} methods per request, got {len(att.methods)}"
@@ -216,7 +221,7 @@ class Explainer:
         n_targets = min(len(att.positions), n_new) if att.positions is not None else n_new
         steps = att.n_steps
         if att.completeness_tolerance is not None:  # the loop doubles the steps up to max_n_steps
-            steps = 2 * att.max_n_steps - att.n_steps
+            steps = 2 * att.within(self.limits.max_n_steps).step_ceiling - att.n_steps
         total = AttributionCost()
         for name in att.methods:
             total = total + method_cost(name, steps, n_prompt + n_new - 1, n_targets)
@@ -378,11 +383,12 @@ class Explainer:
             if request.attribution.methods and len(generation.tokens) > generation.prompt_length:
                 targets = self.targets(request, generation)
                 self._check_memory(request, targets)
+                attribution = request.attribution.within(self.limits.max_n_steps)
                 for name in request.attribution.methods:
                     with timer.stage(f"attribution:{name}"), section("attribution"):
                         for item in iter_attribute_tokens(
                             self.model, self.layout, self.tokenizer, input_ids, targets,
-                            request.attribution, name, memory=self.memory, budget=self.budget,
+                            attribution, name, memory=self.memory, budget=self.budget,
                         ):  # fmt: skip
                             if isinstance(item, Attribution):
                                 attributions.append(item)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import InvalidRequest
+from .input_size import check_one_token_text
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def single_token_id(tokenizer, value: str | int, field: str) -> int:
         if not 0 <= value < vocab_size:
             raise InvalidRequest(field, f"token id must be in 0..{vocab_size - 1}, got {value}")
         return value
+    check_one_token_text(value, field)
     ids = tokenizer.encode(value, add_special_tokens=False)
     if len(ids) != 1:
         raise InvalidRequest(field, f"{value!r} is {len(ids)} tokens ({ids}); give exactly one token or its id")

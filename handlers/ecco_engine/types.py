@@ -8,7 +8,7 @@ naming the field; checks that need the tokenizer or the server's limits live in 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 
 import numpy as np
@@ -57,6 +57,8 @@ class Precision(StrEnum):
 #: baselines that name a special token of the tokenizer; "zero" is the all-zero embedding
 BASELINE_TOKENS = ("eos", "bos", "pad", "unk", "mask")
 BASELINES = ("zero", *BASELINE_TOKENS)
+#: the tolerance loop's step ceiling when a request gives no ``max_n_steps``
+DEFAULT_MAX_N_STEPS = 512
 
 
 def _enum(kind: type[Enum], value: object, field_name: str) -> Enum:
@@ -136,8 +138,8 @@ class AttributionParams:
     positions: tuple[int, ...] | None = None
     #: IG only: double the steps until every |convergence delta| <= this (target units)
     completeness_tolerance: float | None = None
-    #: IG only: the largest step count the tolerance loop may reach
-    max_n_steps: int = 512
+    #: IG only: the largest step count the tolerance loop may reach; None: ``step_ceiling``'s default
+    max_n_steps: int | None = None
     #: dtype of the attribution passes (autocast); float32 is exact to Captum's float32 result
     precision: Precision = Precision.FLOAT32
 
@@ -150,7 +152,11 @@ class AttributionParams:
             raise InvalidRequest("methods", f"names a method twice: {list(self.methods)}")
         if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, int) or self.n_steps < 1:
             raise InvalidRequest("n_steps", f"must be an integer >= 1, got {self.n_steps!r}")
-        if not isinstance(self.max_n_steps, int) or self.max_n_steps < self.n_steps:
+        if self.max_n_steps is not None and (
+            isinstance(self.max_n_steps, bool)
+            or not isinstance(self.max_n_steps, int)
+            or self.max_n_steps < self.n_steps
+        ):
             raise InvalidRequest(
                 "max_n_steps", f"must be an integer >= n_steps ({self.n_steps}), got {self.max_n_steps!r}"
             )
@@ -167,6 +173,19 @@ class AttributionParams:
                 raise InvalidRequest("positions", f"must be integers >= 0, got {list(self.positions)}")
         if self.completeness_tolerance is not None:
             _check_range("completeness_tolerance", self.completeness_tolerance, 1e-12, 1e6)
+
+    @property
+    def step_ceiling(self) -> int:
+        """The most steps the tolerance loop may reach: ``max_n_steps`` as given, else
+        ``DEFAULT_MAX_N_STEPS`` (``n_steps`` when that is larger)."""
+        return self.max_n_steps if self.max_n_steps is not None else max(DEFAULT_MAX_N_STEPS, self.n_steps)
+
+    def within(self, server_max_n_steps: int) -> AttributionParams:
+        """These parameters with an omitted ``max_n_steps`` set to ``step_ceiling`` capped at the server's
+        limit (a given one is checked against the limit instead: ``Explainer``)."""
+        if self.max_n_steps is not None:
+            return self
+        return replace(self, max_n_steps=min(self.step_ceiling, max(server_max_n_steps, self.n_steps)))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def _archive(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
         response_timeout_s=args.response_timeout,
+        job_queue_size=args.job_queue_size,
         limits=_limits(args.limit),
     )
     start = time.perf_counter()
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     archive.add_argument("--batch-size", type=int)
     archive.add_argument("--max-batch-delay-ms", type=int)
     archive.add_argument("--response-timeout", type=int, help="seconds")
+    archive.add_argument(
+        "--job-queue-size", type=int, help="requests waiting for a worker before TorchServe refuses (REST 503)"
+    )
     archive.add_argument(
         "--limit",
         action="append",

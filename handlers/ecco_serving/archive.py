@@ -57,6 +57,8 @@ class ArchiveSettings:
     batch_size: int | None = None
     max_batch_delay_ms: int | None = None
     response_timeout_s: int | None = None
+    #: requests waiting for a worker; with the queue full TorchServe refuses at once (REST 503, gRPC INTERNAL)
+    job_queue_size: int | None = None
     #: engine limits: ``{"max_n_steps": 128, "internals.max_top_k": 10}`` or ``{"internals": {...}}``
     limits: Mapping[str, Any] | None = None
 
@@ -72,6 +74,8 @@ def model_config(settings: ArchiveSettings, template: Path = CONFIG_TEMPLATE) ->
         config["maxBatchDelay"] = settings.max_batch_delay_ms
     if settings.response_timeout_s is not None:
         config["responseTimeout"] = settings.response_timeout_s
+    if settings.job_queue_size is not None:
+        config["jobQueueSize"] = settings.job_queue_size
     if settings.limits:
         _override_limits(config["handler"]["limits"], settings.limits)
     return config

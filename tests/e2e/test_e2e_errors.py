@@ -3,7 +3,9 @@ a worker that keeps serving correct results afterwards."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import grpc
 import pytest
@@ -196,3 +198,68 @@ def test_worker_keeps_serving_correct_results_after_errors(served, reference):
     greedy = rest(served, "/predictions/tiny-nan", {"prompt": "x", "generation": {"max_new_tokens": 2}})
     assert greedy.status == 200  # the broken model still generates greedily after its 500s
     assert {model: worker_pids(served, model) for model in pids} == pids  # no worker was restarted
+
+
+# ---- hostile bodies (issue 13): a 400 / 413 naming the problem, at once, and the worker keeps serving
+DEEP = 100_000
+HOSTILE = [
+    ("deep JSON", b'{"prompt": "x", "generation": ' + b"[" * DEEP + b"]" * DEEP + b"}",
+     400, "INVALID_ARGUMENT", "body: JSON nested more than 32 levels deep"),
+    ("5000-digit integer", b'{"prompt": "x", "generation": {"max_new_tokens": ' + b"9" * 5000 + b"}}",
+     400, "INVALID_ARGUMENT", "body: an integer literal has 5000 digits"),
+    ("50 MB prompt", json.dumps({"prompt": "x" * 50_000_000, "generation": {"max_new_tokens": 1}}).encode(),
+     413, "RESOURCE_EXHAUSTED", "prompt: input is 50000000 characters"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "body", "status", "code", "text"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_body_is_refused_at_once_naming_the_problem(served, reference, case, body, status, code, text):
+    pids = worker_pids(served, "tiny")
+    start = time.perf_counter()
+    reply = rest(served, "/explanations/tiny", body)
+    print(f"\n{case}: REST {reply.status} in {time.perf_counter() - start:.3f} s")  # measured, not asserted
+    assert reply.status == status, reply.body[:500]
+    assert reply.json()["message"].startswith(text)
+
+    start = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as raised:  # the same JSON body over gRPC
+        grpc_predict(served, "tiny", body)
+    print(f"{case}: gRPC {raised.value.code().name} in {time.perf_counter() - start:.3f} s")
+    assert raised.value.code().name == code and raised.value.details().startswith(text)
+
+    assert worker_pids(served, "tiny") == pids  # no worker restarted
+    assert_same(
+        reply_message(rest(served, "/explanations/tiny", EXPLAIN).json()), in_process(reference, "explain", EXPLAIN)
+    )
+
+
+def test_huge_prompt_in_protobuf_binary_is_refused_at_once(served):
+    body = request_message("explain", {"prompt": "x" * 50_000_000}).SerializeToString()
+    start = time.perf_counter()
+    with pytest.raises(grpc.RpcError) as raised:
+        grpc_predict(served, "tiny", body)
+    print(f"\n50 MB binary prompt: gRPC {raised.value.code().name} in {time.perf_counter() - start:.3f} s")
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert raised.value.details().startswith("prompt: input is 50000000 characters")
+
+
+def test_step_counts_are_limited_as_sent(served):
+    """The served limit is 128 steps: a tolerance loop with no max_n_steps runs within it (it used to be
+    refused naming max_n_steps, a field never sent); a max_n_steps beyond it is 413 naming max_n_steps."""
+    fields = {"prompt": "x", "generation": {"max_new_tokens": 1},
+              "attribution": {"n_steps": 100, "completeness_tolerance": 1e-9}}  # fmt: skip
+    reply = rest(served, "/explanations/tiny", fields)
+    assert reply.status == 200, reply.body
+    fields["attribution"]["max_n_steps"] = 200
+    reply = rest(served, "/explanations/tiny", fields)
+    assert reply.status == 413
+    assert reply.json()["message"].startswith("attribution.max_n_steps: must be at most 128")
+
+
+def test_hostile_kserve_envelopes_are_400_naming_the_problem(served):
+    for body, text in [
+        (b'{"instances": ' + b"[" * DEEP + b"]" * DEEP + b"}", "body: JSON nested more than 32 levels deep"),
+        (b'{"instances": [{"prompt": "x", "seed": ' + b"9" * 5000 + b"}]}", "body: an integer literal has 5000 digits"),
+    ]:
+        reply = rest(served, "/v1/models/tiny:explain", body)
+        assert reply.status == 400 and reply.json()["message"].startswith(text), reply.body[:500]
