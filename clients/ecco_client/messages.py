@@ -22,8 +22,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
-from functools import cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -31,7 +30,10 @@ from ecco_proto.fields import enum_name
 
 from .matrices import int_rows, matrix_rows
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 #: an override: (the message, the message holding it or None) -> the dataclass field's value
 Override = Callable[[Any, Any], Any]
@@ -69,9 +71,14 @@ def _allows_none(hint: Any) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
-@cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """The dataclass's resolved type hints (computed once per class)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _item(field: FieldDescriptor, value: Any, hint: Any, parent: Any) -> Any:
@@ -102,7 +109,7 @@ def from_message(message: Any, cls: type[T], parent: Any = None) -> T:
     """The client dataclass ``cls`` of a reply message (``parent``: the message holding it, if any)."""
     fields = message.DESCRIPTOR.fields_by_name
     values: dict[str, Any] = {}
-    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for item in dataclasses.fields(cls):
         key = f"{cls.__name__}.{item.name}"
         if key in OVERRIDES:
             values[item.name] = OVERRIDES[key](message, parent)

@@ -7,7 +7,7 @@ Enum values are lower-case proto names: ``"probability"``, ``"l2_normalized"``, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from google.protobuf import json_format
 
@@ -134,7 +134,8 @@ class GenerateResult:
         return render_fragment(self.to_json())
 
     @classmethod
-    def from_proto(cls, m: pb.GenerateResponse) -> GenerateResult:
+    def from_proto(cls, m: pb.GenerateResponse | pb.ExplainResponse) -> Self:
+        """The typed result of a reply (an ``ExplainResult`` takes an ``ExplainResponse``)."""
         return from_message(m, cls)
 
 
@@ -147,10 +148,6 @@ class ExplainResult(GenerateResult):
     internals: Internals | None = None
     #: the attribution's token-rows as the server estimated them before any work (an upper bound)
     cost_estimate: Cost = field(default_factory=Cost)
-
-    @classmethod
-    def from_proto(cls, m: pb.ExplainResponse) -> ExplainResult:  # type: ignore[override]
-        return from_message(m, cls)
 
     def attribution(self, method: str) -> Attribution:
         for a in self.attributions:
@@ -185,7 +182,7 @@ StreamItem = TokenEvent | RowEvent | GenerateResult | ExplainResult
 
 
 #: the typed item of each ``StreamEvent.event`` (an ``error`` is raised by the transport before)
-STREAM_ITEMS: dict[str, type] = {
+STREAM_ITEMS: dict[str, type[StreamItem]] = {
     "token": TokenEvent,
     "attribution_row": RowEvent,
     "generate_summary": GenerateResult,
