@@ -79,7 +79,7 @@ demo: setup model archive serve
 lint: setup
 	$(BIN)/ruff format --check handlers clients tools tests benchmarks experiments
 	$(BIN)/ruff check handlers clients tools tests benchmarks experiments
-	$(BIN)/mypy handlers/ecco_engine tools/ecco_tools
+	$(BIN)/mypy handlers clients tools
 
 format: setup
 	$(BIN)/ruff format handlers clients tools tests benchmarks experiments

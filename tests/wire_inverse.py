@@ -55,6 +55,7 @@ def to_proto_request(
         aggregation=wire_enum(pb.Aggregation.DESCRIPTOR, a.aggregation),
         positions=list(a.positions or ()),
         max_n_steps=a.max_n_steps,
+        precision=wire_enum(pb.Precision.DESCRIPTOR, a.precision),
         skip=not a.methods,
     )
     if isinstance(a.contrast_token, str):

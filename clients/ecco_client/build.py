@@ -16,7 +16,8 @@ from ecco_proto.ecco.v1 import ecco_pb2 as pb
 from ecco_proto.fields import ItemBuilders, enum_number, fill
 
 Kind = Literal["generate", "explain"]
-InterventionLike = pb.Intervention | Mapping[str, Any] | tuple[Any, ...] | list[Any] | str
+#: an intervention given as something else than a message or a dict (those ``fill`` takes as they are)
+InterventionLike = tuple[Any, ...] | list[Any] | str
 
 #: the request's sections whose fields are given as flat keywords
 SECTIONS = ("generation", "attribution")
@@ -43,6 +44,7 @@ def parse_intervention(text: str) -> pb.Intervention:
         return pb.Intervention(
             layer=int(layer),
             neuron=int(neuron),
+            # protoc's stub types an enum field as its enum or name; the message takes the number too
             mode=enum_number(pb.InterventionMode.DESCRIPTOR, mode, "intervention mode"),  # type: ignore[arg-type]
             value=float(value),
         )
@@ -55,8 +57,8 @@ def intervention(item: InterventionLike) -> pb.Intervention:
     tuple (a message or a dict is taken as it is by ``fill``)."""
     if isinstance(item, str):
         return parse_intervention(item)
-    layer, neuron, mode, value = tuple(item)  # type: ignore[arg-type]
-    return fill(pb.Intervention(), {"layer": layer, "neuron": neuron, "mode": mode, "value": value})  # type: ignore[return-value]
+    layer, neuron, mode, value = tuple(item)
+    return fill(pb.Intervention(), {"layer": layer, "neuron": neuron, "mode": mode, "value": value})
 
 
 def watch_token(token: str | int) -> pb.WatchToken:
@@ -86,7 +88,7 @@ def build_internals(**options: Any) -> pb.InternalsParams:
     proto's comments). ``watch``: one-token texts or ids; ``interventions``: ``"layer:neuron:mode:value"``
     strings, ``(layer, neuron, mode, value)`` tuples, dicts or messages; ``similarity``: ``"hidden"``
     and / or ``"ffn"``."""
-    return fill(pb.InternalsParams(), options, ITEMS)  # type: ignore[return-value]
+    return fill(pb.InternalsParams(), options, ITEMS)
 
 
 def build_request(
@@ -114,4 +116,4 @@ def build_request(
     if internals is not None and not isinstance(internals, pb.InternalsParams):
         internals = build_internals(**internals)
     values = {**top, **{name: given for name, given in sections.items() if given}, "internals": internals}
-    return fill(pb.ExplainRequest(), values, ITEMS)  # type: ignore[return-value]
+    return fill(pb.ExplainRequest(), values, ITEMS)

@@ -111,6 +111,7 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--positions", type=_positions, default=[], help="generated-token indices, e.g. 0,2")
     att.add_argument("--completeness-tolerance", type=float)
     att.add_argument("--max-n-steps", type=int)
+    att.add_argument("--precision", help="dtype of the attribution passes: float32 | bfloat16 | float16")
     att.add_argument("--float16", action="store_true", help="ask for float16 attribution matrices")
     att.add_argument("--top", type=int, default=5, help="sources (and neurons) shown per row (%(default)s)")
     add_internals_options(explain)

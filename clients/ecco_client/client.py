@@ -74,8 +74,8 @@ class EccoClient:
         message.kind = pb.EXPLAIN if kind == "explain" else pb.GENERATE
         reply = self.transport.call(kind, message)
         if kind == "explain":
-            return ExplainResult.from_proto(reply)  # type: ignore[arg-type]
-        return GenerateResult.from_proto(reply)  # type: ignore[arg-type]
+            return ExplainResult.from_proto(reply)
+        return GenerateResult.from_proto(reply)
 
     def generate(self, **options: Any) -> GenerateResult:
         """Generate (or take ``continuation``); no attribution."""

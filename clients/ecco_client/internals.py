@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
-from ecco_proto.fields import enum_name
 
-from .matrices import IntRows, Rows, int_rows, matrix_rows
+from .matrices import IntRows, Rows
+from .messages import from_message
 
 
 def _array(rows, dtype: str):  # -> numpy.ndarray
@@ -234,60 +234,4 @@ class Internals:
 
     @classmethod
     def from_proto(cls, m: pb.InternalsResult) -> Internals:
-        texts = dict(m.token_texts)
-        parts: dict[str, object] = {}
-        if m.HasField("layer_predictions"):
-            lp = m.layer_predictions
-            predictions = tuple(
-                PositionPredictions(p.position, int_rows(p.token_ids), matrix_rows(p.probabilities))
-                for p in lp.predictions
-            )
-            parts["layer_predictions"] = LayerPredictions(predictions, lp.output_deviation)
-        if m.HasField("token_rankings"):
-            tr = m.token_rankings
-            parts["token_rankings"] = TokenRankings(
-                tuple(tr.positions), tuple(tr.token_ids), int_rows(tr.ranks), matrix_rows(tr.probabilities)
-            )
-        if m.HasField("watch"):
-            w = m.watch
-            ids = tuple(w.token_ids)
-            parts["watch"] = WatchedTokens(
-                w.position, ids, int_rows(w.ranks), matrix_rows(w.probabilities), tuple(texts.get(i) for i in ids)
-            )
-        if m.HasField("activations"):
-            a = m.activations
-            layers = tuple(
-                LayerActivations(
-                    layer=item.layer,
-                    values=matrix_rows(item.values) if item.HasField("values") else None,
-                    top_neurons=int_rows(item.top_neurons) if item.HasField("top_neurons") else None,
-                    top_values=matrix_rows(item.top_values) if item.HasField("top_values") else None,
-                )
-                for item in a.layers
-            )
-            order = enum_name(pb.ActivationOrder.DESCRIPTOR, a.order)
-            parts["activations"] = NeuronActivations(tuple(a.positions), a.n_neurons, order, layers)
-        if m.HasField("nmf"):
-            n = m.nmf
-            parts["nmf"] = NmfFactors(
-                tuple(n.layers),
-                tuple(n.positions),
-                matrix_rows(n.token_strengths),
-                int_rows(n.top_layers),
-                int_rows(n.top_neurons),
-                matrix_rows(n.top_weights),
-                n.relative_error,
-                n.n_iter,
-            )
-        if m.HasField("similarity"):
-            sm = m.similarity
-            matrices = tuple(
-                LayerSimilarity(
-                    str(enum_name(pb.Representation.DESCRIPTOR, item.representation)),
-                    tuple(item.layers),
-                    matrix_rows(item.matrix),
-                )
-                for item in sm.matrices
-            )
-            parts["similarity"] = SimilarityMatrices(sm.method, tuple(sm.positions), matrices)
-        return cls(n_layers=m.n_layers, token_texts=texts, **parts)  # type: ignore[arg-type]
+        return from_message(m, cls)

@@ -7,15 +7,14 @@ Enum values are lower-case proto names: ``"probability"``, ``"l2_normalized"``, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from google.protobuf import json_format
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
-from ecco_proto.fields import enum_name
 
 from .internals import Internals
-from .matrices import matrix_rows
+from .messages import from_message
 
 
 def to_json(message: Any) -> dict[str, Any]:
@@ -34,10 +33,6 @@ class Token:
     start: int
     end: int
 
-    @classmethod
-    def from_proto(cls, t: pb.Token) -> Token:
-        return cls(id=t.id, text=t.text, start=t.start, end=t.end)
-
 
 @dataclass(frozen=True)
 class Timing:
@@ -45,6 +40,19 @@ class Timing:
 
     stage: str
     seconds: float
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Work in token-rows: a forward over ``r`` sequences of ``n`` tokens is ``r * n``; a backward
+    batched over ``k`` targets counts ``k`` times."""
+
+    forward_token_rows: int = 0
+    backward_token_rows: int = 0
+
+    @property
+    def token_rows(self) -> int:
+        return self.forward_token_rows + self.backward_token_rows
 
 
 @dataclass(frozen=True)
@@ -67,24 +75,13 @@ class Attribution:
     integration: str | None = None
     #: target "contrastive" only
     contrast_token_id: int | None = None
+    #: the dtype the passes ran in ("float32", "bfloat16", "float16"), and the work they took
+    precision: str | None = None
+    cost: Cost = field(default_factory=Cost)
 
     @classmethod
     def from_proto(cls, a: pb.Attribution) -> Attribution:
-        return cls(
-            method=a.method,
-            target=enum_name(pb.TargetKind.DESCRIPTOR, a.target),
-            aggregation=enum_name(pb.Aggregation.DESCRIPTOR, a.aggregation),
-            target_positions=tuple(a.target_positions),
-            n_sources=a.n_sources,
-            scores=matrix_rows(a.scores),
-            target_scores=tuple(a.target_scores),
-            baseline_scores=tuple(a.baseline_scores),
-            convergence_deltas=tuple(a.convergence_deltas),
-            n_steps=tuple(a.n_steps),
-            baseline=a.baseline if a.HasField("baseline") else None,
-            integration=enum_name(pb.Integration.DESCRIPTOR, a.integration),
-            contrast_token_id=a.contrast_token_id if a.HasField("contrast_token_id") else None,
-        )
+        return from_message(a, cls)
 
     def row(self, position: int) -> tuple[float, ...]:
         """The scores of the explained token at absolute ``position``."""
@@ -136,22 +133,10 @@ class GenerateResult:
 
         return render_fragment(self.to_json())
 
-    @staticmethod
-    def _common(m: Any) -> dict[str, Any]:
-        return {
-            "tokens": tuple(Token.from_proto(t) for t in m.tokens),
-            "prompt_length": m.prompt_length,
-            "generated_text": m.generated_text,
-            "finish_reason": m.finish_reason,
-            "timings": tuple(Timing(t.stage, t.seconds) for t in m.timings),
-            "model": m.model,
-            "engine_version": m.engine_version,
-            "message": m,
-        }
-
     @classmethod
-    def from_proto(cls, m: pb.GenerateResponse) -> GenerateResult:
-        return cls(**cls._common(m))
+    def from_proto(cls, m: pb.GenerateResponse | pb.ExplainResponse) -> Self:
+        """The typed result of a reply (an ``ExplainResult`` takes an ``ExplainResponse``)."""
+        return from_message(m, cls)
 
 
 @dataclass(frozen=True)
@@ -161,14 +146,8 @@ class ExplainResult(GenerateResult):
     attributions: tuple[Attribution, ...] = ()
     #: what ``internals`` in the request asked for (layer predictions, activations, ...); None if nothing
     internals: Internals | None = None
-
-    @classmethod
-    def from_proto(cls, m: pb.ExplainResponse) -> ExplainResult:  # type: ignore[override]
-        return cls(
-            **cls._common(m),
-            attributions=tuple(Attribution.from_proto(a) for a in m.attributions),
-            internals=Internals.from_proto(m.internals) if m.HasField("internals") else None,
-        )
+    #: the attribution's token-rows as the server estimated them before any work (an upper bound)
+    cost_estimate: Cost = field(default_factory=Cost)
 
     def attribution(self, method: str) -> Attribution:
         for a in self.attributions:
@@ -202,26 +181,18 @@ class RowEvent:
 StreamItem = TokenEvent | RowEvent | GenerateResult | ExplainResult
 
 
+#: the typed item of each ``StreamEvent.event`` (an ``error`` is raised by the transport before)
+STREAM_ITEMS: dict[str, type[StreamItem]] = {
+    "token": TokenEvent,
+    "attribution_row": RowEvent,
+    "generate_summary": GenerateResult,
+    "explain_summary": ExplainResult,
+}
+
+
 def stream_item(event: pb.StreamEvent) -> StreamItem:
     """The typed item of one ``StreamEvent``."""
     which = event.WhichOneof("event")
-    if which == "token":
-        t = event.token
-        return TokenEvent(index=t.index, position=t.position, token=Token.from_proto(t.token))
-    if which == "attribution_row":
-        r = event.attribution_row
-        rows = matrix_rows(r.scores)
-        return RowEvent(
-            method=r.method,
-            target_position=r.target_position,
-            scores=rows[0] if rows else (),
-            target_score=r.target_score,
-            baseline_score=r.baseline_score if r.HasField("baseline_score") else None,
-            convergence_delta=r.convergence_delta if r.HasField("convergence_delta") else None,
-            n_steps=r.n_steps if r.HasField("n_steps") else None,
-        )
-    if which == "generate_summary":
-        return GenerateResult.from_proto(event.generate_summary)
-    if which == "explain_summary":
-        return ExplainResult.from_proto(event.explain_summary)
-    raise ValueError("empty StreamEvent")
+    if which not in STREAM_ITEMS:
+        raise ValueError("empty StreamEvent")
+    return from_message(getattr(event, which), STREAM_ITEMS[which])

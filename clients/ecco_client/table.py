@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from .internals_table import internals_table
-from .results import Attribution, ExplainResult, GenerateResult, Token
+from .results import Attribution, Cost, ExplainResult, GenerateResult, Token
 from .text import shown
 
 __all__ = ["explanation_table", "generation_table", "shown", "top_sources"]
@@ -32,6 +32,16 @@ def _timings(result: GenerateResult) -> str:
     return "timings: " + " · ".join(f"{t.stage} {t.seconds:.3f}s" for t in result.timings)
 
 
+def _rows(cost: Cost) -> str:
+    return f"{cost.forward_token_rows}+{cost.backward_token_rows}"
+
+
+def _costs(result: ExplainResult) -> str:
+    """Each method's work and the server's estimate, in token-rows (forward + backward)."""
+    spent = " · ".join(f"{a.method} {_rows(a.cost)}" for a in result.attributions)
+    return f"cost (token-rows, forward+backward): {spent} · estimate {_rows(result.cost_estimate)}"
+
+
 def generation_table(result: GenerateResult) -> str:
     lines = _header(result)
     lines.append("")
@@ -50,6 +60,8 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
             options.append(f"baseline {a.baseline}")
         if a.n_steps:
             options.append(f"steps {max(a.n_steps)}")
+        if a.precision not in (None, "float32"):
+            options.append(f"precision {a.precision}")
         lines += ["", f"{a.method} ({', '.join(options)})"]
         has_delta = bool(a.convergence_deltas)
         lines.append(
@@ -64,6 +76,8 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
             delta = f"  {a.convergence_deltas[row]:>9.2e}" if has_delta else ""
             token = shown(result.tokens[position].text)
             lines.append(f"  {position:>4}  {token:<14}  {a.target_scores[row]:>9.4g}{delta}  {sources}")
+    if result.attributions:
+        lines += ["", _costs(result)]
     if result.internals is not None:
         lines += ["", internals_table(result, top=top)]
     lines += ["", _timings(result)]

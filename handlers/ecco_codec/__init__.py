@@ -39,10 +39,10 @@ from .encode import (
     to_attribution,
     to_explain_response,
     to_generate_response,
+    to_internals_result,
     to_status,
     to_wire,
 )
-from .internals_result import to_internals_result
 from .json_load import load_json
 from .status import INTERNAL_MESSAGE, Failure, status_for
 

@@ -7,87 +7,53 @@ client sees the same keys every time; "proto" gives the serialized message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 
 import ecco_engine
-from ecco_engine import Attribution, Explanation, GenerationResult, Timing, Token
+from ecco_engine import Attribution, Explanation, GenerationResult, Timing
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
-from ecco_engine.types import AttributionCost
+from ecco_engine.internals import InternalsResult
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
-from .arrays import to_matrix
 from .decode import Decoded, Wire
-from .fields import wire_enum
-from .internals_result import to_internals_result
+from .result_fields import Chain, Encoding, to_message
 
 ENGINE_VERSION: str = ecco_engine.__version__
 
 
-def _token(t: Token) -> pb.Token:
-    return pb.Token(id=t.id, text=t.text, start=t.start, end=t.end)
+@dataclass(frozen=True)
+class Served:
+    """What a reply says besides the engine's result: the served model, the engine's version, and every
+    stage's time (the engine's, then the server's)."""
 
-
-def _timings(timings: Iterable[Timing]) -> list[pb.Timing]:
-    return [pb.Timing(stage=t.stage, seconds=t.seconds) for t in timings]
-
-
-def _floats(values: np.ndarray | None) -> list[float]:
-    return [] if values is None else np.asarray(values, dtype=np.float32).ravel().tolist()
+    model: str
+    timings: tuple[Timing, ...]
+    engine_version: str = ENGINE_VERSION
 
 
 def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
     """The wire form of one engine ``Attribution``."""
-    message = pb.Attribution(
-        method=a.method,
-        target=wire_enum(pb.TargetKind.DESCRIPTOR, a.target),
-        aggregation=wire_enum(pb.Aggregation.DESCRIPTOR, a.aggregation),
-        target_positions=list(a.target_positions),
-        n_sources=int(a.scores.shape[1]),
-        scores=to_matrix(a.scores, float16=float16),
-        target_scores=_floats(a.target_scores),
-        baseline_scores=_floats(a.baseline_scores),
-        convergence_deltas=_floats(a.convergence_deltas),
-        n_steps=list(a.n_steps or ()),
-        precision=wire_enum(pb.Precision.DESCRIPTOR, a.precision),
-        cost=_cost(a.cost),
-    )
-    if a.integration is not None:
-        message.integration = wire_enum(pb.Integration.DESCRIPTOR, a.integration)
-    if a.baseline is not None:
-        message.baseline = a.baseline
-    if a.contrast_token_id is not None:
-        message.contrast_token_id = a.contrast_token_id
-    return message
+    return to_message(pb.Attribution, a, Encoding(float16=float16))
 
 
-def _cost(cost: AttributionCost) -> pb.Cost:
-    return pb.Cost(forward_token_rows=cost.forward_token_rows, backward_token_rows=cost.backward_token_rows)
-
-
-def _common(result: GenerationResult, timings: Iterable[Timing], model_name: str) -> dict[str, Any]:
-    return {
-        "tokens": [_token(t) for t in result.tokens],
-        "prompt_length": result.prompt_length,
-        "generated_text": result.generated_text,
-        "finish_reason": result.finish_reason,
-        "timings": _timings(timings),
-        "model": model_name,
-        "engine_version": ENGINE_VERSION,
-    }
+def to_internals_result(result: InternalsResult, *, float16: bool = False, tokenizer=None) -> pb.InternalsResult:
+    """The wire form of an engine ``InternalsResult``; with ``tokenizer``, ``token_texts`` is filled."""
+    return to_message(pb.InternalsResult, result, Encoding(float16=float16, tokenizer=tokenizer))
 
 
 def to_generate_response(
     result: GenerationResult, *, model_name: str, extra_timings: Sequence[Timing] = ()
 ) -> pb.GenerateResponse:
     """The ``GenerateResponse`` for a generation; ``extra_timings`` (e.g. the handler's) follow the engine's."""
-    return pb.GenerateResponse(**_common(result, (*result.timings, *extra_timings), model_name))
+    served = Served(model_name, (*result.timings, *extra_timings))
+    return to_message(pb.GenerateResponse, Chain(served, result), Encoding())
 
 
 def to_explain_response(
@@ -103,14 +69,9 @@ def to_explain_response(
     ``tokenizer`` (optional, anything with ``decode(ids, skip_special_tokens=...)``): fills
     ``internals.token_texts`` with the text of every token id the internals mention.
     """
-    message = pb.ExplainResponse(
-        **_common(explanation.generation, (*explanation.timings, *extra_timings), model_name),
-        attributions=[to_attribution(a, float16=float16) for a in explanation.attributions],
-        cost_estimate=_cost(explanation.cost_estimate),
-    )
-    if explanation.internals is not None:
-        message.internals.CopyFrom(to_internals_result(explanation.internals, float16=float16, tokenizer=tokenizer))
-    return message
+    served = Served(model_name, (*explanation.timings, *extra_timings))
+    source = Chain(served, explanation, explanation.generation)
+    return to_message(pb.ExplainResponse, source, Encoding(float16=float16, tokenizer=tokenizer))
 
 
 def to_wire(message: Message, wire: str) -> bytes | dict[str, Any]:
@@ -149,8 +110,7 @@ def encode_explanation(
 # ---- streaming (ExplainRequest.stream): one StreamEvent per message ------------------------------
 def encode_stream_token(token: GeneratedToken, decoded: Decoded) -> bytes | dict[str, Any]:
     """A generated token as soon as it is produced, with the engine's index, position and offsets."""
-    wire_token = pb.Token(id=token.id, text=token.text, start=token.start, end=token.end)
-    event = pb.StreamEvent(token=pb.GeneratedToken(index=token.index, position=token.position, token=wire_token))
+    event = pb.StreamEvent(token=to_message(pb.GeneratedToken, token, Encoding()))
     return to_wire(event, decoded.wire)
 
 
@@ -159,19 +119,7 @@ def encode_stream_row(row: AttributionRow, decoded: Decoded) -> bytes | dict[str
 
     ``scores`` travel as a ``(1, target_position)`` matrix (float16 if the request asked for it);
     integrated gradients' baseline score, convergence delta and steps are set when the row has them."""
-    scores = np.asarray(row.scores, dtype=np.float32).reshape(1, -1)
-    message = pb.AttributionRow(
-        method=row.method,
-        target_position=row.target_position,
-        scores=to_matrix(scores, float16=decoded.float16),
-        target_score=float(row.target_score),
-    )
-    if row.baseline_score is not None:
-        message.baseline_score = float(row.baseline_score)
-    if row.convergence_delta is not None:
-        message.convergence_delta = float(row.convergence_delta)
-    if row.n_steps is not None:
-        message.n_steps = int(row.n_steps)
+    message = to_message(pb.AttributionRow, row, Encoding(float16=decoded.float16))
     return to_wire(pb.StreamEvent(attribution_row=message), decoded.wire)
 
 

@@ -61,7 +61,7 @@ class MemoryModel:
             per_token_pair=pair,
             n_blocks=len(layout.blocks),
             hidden=int(weight.shape[1]),
-            vocab=int(layout.unembedding.weight.shape[0]),
+            vocab=int(layout.unembedding.get_parameter("weight").shape[0]),
             itemsize=weight.element_size(),
         )
 

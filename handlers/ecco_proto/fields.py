@@ -12,7 +12,7 @@ no hand-written mapping on either side::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -21,6 +21,7 @@ from google.protobuf.message_factory import GetMessageClass
 #: converts one item given for a message field (a tuple, a string ...) to that message; keyed by the
 #: message's full name (``"ecco.v1.ChatMessage"``). A dict is always filled field by field.
 ItemBuilders = Mapping[str, Callable[[Any], Message]]
+M = TypeVar("M", bound=Message)
 
 
 def enum_name(enum: EnumDescriptor, number: int) -> str | None:
@@ -68,7 +69,7 @@ def _item(field: FieldDescriptor, value: Any, items: ItemBuilders) -> Any:
     return build(value)
 
 
-def fill(message: Message, values: Mapping[str, Any], items: ItemBuilders | None = None) -> Message:
+def fill(message: M, values: Mapping[str, Any], items: ItemBuilders | None = None) -> M:
     """Set ``message``'s fields from ``values`` (proto field names) and return it.
 
     ``None`` or an empty list leaves a field out (server default); enums take names or numbers; a

@@ -22,6 +22,7 @@ from ecco_engine import (
     TargetKind,
 )
 from ecco_engine.internals import InternalsParams, Intervention
+from ecco_engine.types import Precision
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 FULL_PROMPT = ExplainRequest(
@@ -41,12 +42,15 @@ FULL_PROMPT = ExplainRequest(
         positions=(2, 0),
         completeness_tolerance=0.015,
         max_n_steps=96,
+        precision=Precision.BFLOAT16,
     ),
 )
 FULL_CHAT = ExplainRequest(
     messages=(ChatMessage("system", "Be brief."), ChatMessage("user", "Capital of Italy?")),
     generation=GenerationParams(max_new_tokens=2, seed=-1),
-    attribution=AttributionParams(target="contrastive", contrast_token=17, integration="riemann_left"),
+    attribution=AttributionParams(
+        target="contrastive", contrast_token=17, integration="riemann_left", precision="float16"
+    ),
 )
 FULL = [pytest.param(FULL_PROMPT, id="prompt"), pytest.param(FULL_CHAT, id="chat")]
 
@@ -128,6 +132,7 @@ def test_enum_tables_cover_both_sides() -> None:
         (TargetKind, pb.TargetKind),
         (Aggregation, pb.Aggregation),
         (Integration, pb.Integration),
+        (Precision, pb.Precision),
     ]:
         table = {n: engine_enum(n, proto_enum.DESCRIPTOR, engine_type, "test") for n in proto_enum.values() if n != 0}
         assert set(table.values()) == set(engine_type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -21,9 +22,22 @@ from ecco_codec import (
     from_matrix,
     status_for,
 )
-from ecco_engine import Explanation, GenerationResult, LimitExceeded, Timing
+from ecco_codec.encode import Served
+from ecco_codec.result_fields import OVERRIDES, WIRE_ONLY, Encoding, to_message
+from ecco_engine import Attribution, Explanation, GenerationResult, LimitExceeded, Timing, Token
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
+from ecco_engine.internals import (
+    InternalsResult,
+    LayerPredictions,
+    LayerSimilarity,
+    NeuronActivations,
+    NmfFactors,
+    SimilarityMatrices,
+    TokenRankings,
+    WatchedTokens,
+)
+from ecco_engine.types import AttributionCost
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 #: IEEE half precision: relative rounding error <= 2**-11 for normal numbers, absolute <= 2**-25 below 2**-14
@@ -246,3 +260,69 @@ def test_error_field_has_the_same_number_everywhere() -> None:
     numbers = {m.DESCRIPTOR.fields_by_name["error"].number for m in (pb.GenerateResponse, pb.ExplainResponse)}
     assert numbers == {pb.StreamEvent.DESCRIPTOR.fields_by_name["error"].number} == {15}
     assert pb.StreamEvent.DESCRIPTOR.fields_by_name["error"].containing_oneof.name == "event"
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_precision_and_cost_are_encoded(explainer, explain_request, wire: str) -> None:
+    attribution = dataclasses.replace(explain_request.attribution, precision="bfloat16")
+    request = dataclasses.replace(explain_request, attribution=attribution)
+    explanation = explainer.explain(request)
+    reply = _parse(encode_explanation(explanation, _decoded(request, wire), model_name="tiny"), pb.ExplainResponse)
+    for ours, got in zip(explanation.attributions, reply.attributions, strict=True):
+        assert got.precision == pb.BFLOAT16
+        assert (got.cost.forward_token_rows, got.cost.backward_token_rows) == (
+            ours.cost.forward_token_rows,
+            ours.cost.backward_token_rows,
+        )
+        assert got.cost.backward_token_rows > 0  # gradient methods: backward passes over the targets
+    estimate = explanation.cost_estimate
+    assert (reply.cost_estimate.forward_token_rows, reply.cost_estimate.backward_token_rows) == (
+        estimate.forward_token_rows,
+        estimate.backward_token_rows,
+    )
+    # the estimate bounds the work done (an upper bound, known before generation)
+    assert sum(a.cost.token_rows for a in explanation.attributions) <= estimate.token_rows
+
+
+#: every result message the codec writes -> the engine types whose attributes fill it (in lookup order)
+RESULT_TYPES: dict[str, tuple[type, ...]] = {
+    "ecco.v1.GenerateResponse": (Served, GenerationResult),
+    "ecco.v1.ExplainResponse": (Served, Explanation, GenerationResult),
+    "ecco.v1.Token": (Token,),
+    "ecco.v1.Timing": (Timing,),
+    "ecco.v1.Attribution": (Attribution,),
+    "ecco.v1.Cost": (AttributionCost,),
+    "ecco.v1.GeneratedToken": (GeneratedToken,),
+    "ecco.v1.AttributionRow": (AttributionRow,),
+    "ecco.v1.InternalsResult": (InternalsResult,),
+    "ecco.v1.LayerPredictions": (LayerPredictions,),
+    "ecco.v1.TokenRankings": (TokenRankings,),
+    "ecco.v1.WatchedTokens": (WatchedTokens,),
+    "ecco.v1.NeuronActivations": (NeuronActivations,),
+    "ecco.v1.NmfFactors": (NmfFactors,),
+    "ecco.v1.SimilarityMatrices": (SimilarityMatrices,),
+    "ecco.v1.LayerSimilarity": (LayerSimilarity,),
+}
+
+
+def _attributes(cls: type) -> set[str]:
+    """A dataclass's fields and properties: what ``to_message`` reads by name."""
+    return {f.name for f in dataclasses.fields(cls)} | {n for n in dir(cls) if isinstance(getattr(cls, n), property)}
+
+
+def test_every_result_field_is_filled_by_name_or_declared() -> None:
+    """A result field is filled from the engine attribute of the same name; the rest is declared in
+    ``ecco_codec.result_fields`` (wire-only or an override), so no result field is silently left out."""
+    for full_name, engine_types in RESULT_TYPES.items():
+        names = set().union(*(_attributes(t) for t in engine_types))
+        for field in pb.DESCRIPTOR.message_types_by_name[full_name.rsplit(".", 1)[1]].fields:
+            declared = field.full_name in WIRE_ONLY or field.full_name in OVERRIDES
+            assert declared or field.name in names, field.full_name
+            kind = field.message_type.full_name if field.message_type is not None else None
+            if not declared and kind not in (None, "ecco.v1.Matrix", "ecco.v1.IntMatrix"):
+                assert kind in RESULT_TYPES, field.full_name
+
+
+def test_a_result_field_without_a_source_is_an_error() -> None:
+    with pytest.raises(TypeError, match=r"ecco\.v1\.Cost\.forward_token_rows has no attribute in Timing"):
+        to_message(pb.Cost, Timing("tokenize", 0.1), Encoding())

@@ -7,6 +7,8 @@ are, by value, the way the server's ``activation_top_k`` orders them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .wire import Json, enum, field, int_matrix, ints, matrix, number
 
 #: neurons shown per (block, position) when the reply carries the full activation tensor
@@ -34,7 +36,7 @@ def _overtakes(ranks: list[list[int]]) -> list[Json]:
     return found
 
 
-def _top(values: list[float | None], k: int) -> list[list[float]]:
+def _top(values: Sequence[float | None], k: int) -> list[list[float | None]]:
     finite = [(n, v) for n, v in enumerate(values) if v is not None]
     return [[n, v] for n, v in sorted(finite, key=lambda item: item[1], reverse=True)[:k]]
 
@@ -42,6 +44,7 @@ def _top(values: list[float | None], k: int) -> list[list[float]]:
 def _activation_layer(layer: Json) -> Json:
     """One block: ``top[row]`` is a list of [neuron, value], strongest first, for each position row."""
     full = matrix(field(layer, "values"))
+    top: list[list[list[float | None]]]  # a non-finite value is None (shown as n/a)
     if full:
         top = [_top(row, TOP_NEURONS) for row in full]
     else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
@@ -30,12 +31,12 @@ ACTIVATION_ORDERS = ("value", "magnitude")
 SIMILARITY_REPRESENTATIONS = ("hidden", "ffn")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_int(field: str, value: object, low: int) -> None:
-    if not _is_int(value) or value < low:  # type: ignore[operator]
+    if not _is_int(value) or value < low:
         raise InvalidRequest(field, f"must be an integer >= {low}, got {value!r}")
 
 
