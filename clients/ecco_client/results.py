@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 from ecco_proto.fields import enum_name
 
+from .grouped import GroupedView
 from .internals import Internals
 from .matrices import matrix_rows
 
@@ -26,17 +27,36 @@ def to_json(message: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class TokenAlternative:
+    """A candidate token at one position and its log-probability."""
+
+    id: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
 class Token:
-    """One token; ``start``/``end`` are offsets (code points) into the decoded sequence."""
+    """One token; ``start``/``end`` are offsets (code points) into the decoded sequence. Generated or
+    replayed tokens carry their ``logprob`` and, if asked (``top_n_tokens``), the ``top_tokens``."""
 
     id: int
     text: str
     start: int
     end: int
+    logprob: float | None = None
+    top_tokens: tuple[TokenAlternative, ...] = ()
 
     @classmethod
     def from_proto(cls, t: pb.Token) -> Token:
-        return cls(id=t.id, text=t.text, start=t.start, end=t.end)
+        return cls(
+            id=t.id,
+            text=t.text,
+            start=t.start,
+            end=t.end,
+            logprob=t.logprob if t.HasField("logprob") else None,
+            top_tokens=tuple(TokenAlternative(a.id, a.text, a.logprob) for a in t.top_tokens),
+        )
 
 
 @dataclass(frozen=True)
@@ -65,8 +85,9 @@ class Attribution:
     n_steps: tuple[int, ...] = ()
     baseline: str | None = None
     integration: str | None = None
-    #: target "contrastive" only
+    #: target "contrastive" only: the one contrast token, and each explained token's
     contrast_token_id: int | None = None
+    contrast_token_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_proto(cls, a: pb.Attribution) -> Attribution:
@@ -84,6 +105,7 @@ class Attribution:
             baseline=a.baseline if a.HasField("baseline") else None,
             integration=enum_name(pb.Integration.DESCRIPTOR, a.integration),
             contrast_token_id=a.contrast_token_id if a.HasField("contrast_token_id") else None,
+            contrast_token_ids=tuple(a.contrast_token_ids),
         )
 
     def row(self, position: int) -> tuple[float, ...]:
@@ -108,6 +130,8 @@ class GenerateResult:
     timings: tuple[Timing, ...]
     model: str
     engine_version: str
+    #: things to know, each naming its field first (e.g. ids that only replay exactly as ids)
+    warnings: tuple[str, ...] = ()
     #: the reply as received (for ``to_json``); not part of equality
     message: Any = field(default=None, repr=False, compare=False)
 
@@ -146,6 +170,7 @@ class GenerateResult:
             "timings": tuple(Timing(t.stage, t.seconds) for t in m.timings),
             "model": m.model,
             "engine_version": m.engine_version,
+            "warnings": tuple(m.warnings),
             "message": m,
         }
 
@@ -161,6 +186,8 @@ class ExplainResult(GenerateResult):
     attributions: tuple[Attribution, ...] = ()
     #: what ``internals`` in the request asked for (layer predictions, activations, ...); None if nothing
     internals: Internals | None = None
+    #: the attributions rolled up to words, spans or turns (request ``grouping``); None without it
+    grouped: GroupedView | None = None
 
     @classmethod
     def from_proto(cls, m: pb.ExplainResponse) -> ExplainResult:  # type: ignore[override]
@@ -168,6 +195,7 @@ class ExplainResult(GenerateResult):
             **cls._common(m),
             attributions=tuple(Attribution.from_proto(a) for a in m.attributions),
             internals=Internals.from_proto(m.internals) if m.HasField("internals") else None,
+            grouped=GroupedView.from_proto(m.grouped) if m.HasField("grouped") else None,
         )
 
     def attribution(self, method: str) -> Attribution:

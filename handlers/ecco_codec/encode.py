@@ -25,13 +25,18 @@ from ecco_proto.ecco.v1 import ecco_pb2 as pb
 from .arrays import to_matrix
 from .decode import Decoded, Wire
 from .fields import wire_enum
+from .grouped import to_grouped_view
 from .internals_result import to_internals_result
 
 ENGINE_VERSION: str = ecco_engine.__version__
 
 
-def _token(t: Token) -> pb.Token:
-    return pb.Token(id=t.id, text=t.text, start=t.start, end=t.end)
+def _token(t: Token | GeneratedToken) -> pb.Token:
+    message = pb.Token(id=t.id, text=t.text, start=t.start, end=t.end)
+    if t.logprob is not None:
+        message.logprob = t.logprob
+    message.top_tokens.extend(pb.TokenAlternative(id=a.id, text=a.text, logprob=a.logprob) for a in t.top_tokens)
+    return message
 
 
 def _timings(timings: Iterable[Timing]) -> list[pb.Timing]:
@@ -57,6 +62,7 @@ def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
         n_steps=list(a.n_steps or ()),
         precision=wire_enum(pb.Precision.DESCRIPTOR, a.precision),
         cost=_cost(a.cost),
+        contrast_token_ids=list(a.contrast_token_ids or ()),
     )
     if a.integration is not None:
         message.integration = wire_enum(pb.Integration.DESCRIPTOR, a.integration)
@@ -80,6 +86,7 @@ def _common(result: GenerationResult, timings: Iterable[Timing], model_name: str
         "timings": _timings(timings),
         "model": model_name,
         "engine_version": ENGINE_VERSION,
+        "warnings": list(result.warnings),
     }
 
 
@@ -110,6 +117,8 @@ def to_explain_response(
     )
     if explanation.internals is not None:
         message.internals.CopyFrom(to_internals_result(explanation.internals, float16=float16, tokenizer=tokenizer))
+    if explanation.grouped is not None:
+        message.grouped.CopyFrom(to_grouped_view(explanation.grouped, float16=float16))
     return message
 
 
@@ -149,8 +158,7 @@ def encode_explanation(
 # ---- streaming (ExplainRequest.stream): one StreamEvent per message ------------------------------
 def encode_stream_token(token: GeneratedToken, decoded: Decoded) -> bytes | dict[str, Any]:
     """A generated token as soon as it is produced, with the engine's index, position and offsets."""
-    wire_token = pb.Token(id=token.id, text=token.text, start=token.start, end=token.end)
-    event = pb.StreamEvent(token=pb.GeneratedToken(index=token.index, position=token.position, token=wire_token))
+    event = pb.StreamEvent(token=pb.GeneratedToken(index=token.index, position=token.position, token=_token(token)))
     return to_wire(event, decoded.wire)
 
 

@@ -9,7 +9,7 @@ and targets are grouped alike.
 - Special tokens (the tokenizer's special ids, e.g. ``<|im_end|>``) and chat-template text (prompt
   tokens of a rendered chat whose anchor lies outside every message's content: role headers, a
   default system prompt) belong to no group; with ``keep_special`` each run of them is a group of
-  its own, marked ``special``.
+  its own (never crossing the prompt / generated boundary), marked ``special``.
 - A word is a run of tokens of one segment (a chat message's content, the plain prompt, the
   generated text) with no whitespace between them and word characters on both sides of every joint:
   ``" Par" + "is"`` is one word, ``"Paris" + "."`` two; ``"'s"``-style contractions join the word,
@@ -217,7 +217,8 @@ def group_tokens(
         if segment is None:
             if not params.keep_special:
                 continue
-            if position and previous is None and flags and flags[-1][0] and members[-1][-1] == position - 1:
+            same_side = bool(members) and (members[-1][-1] >= prompt_length) == (position >= prompt_length)
+            if previous is None and flags and flags[-1][0] and members[-1][-1] == position - 1 and same_side:
                 members[-1].append(position)
             else:
                 members.append([position])

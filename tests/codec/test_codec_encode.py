@@ -134,7 +134,7 @@ def test_generation_reply(explainer, explain_request, wire: str) -> None:
 def test_generate_and_explain_responses_share_field_numbers() -> None:
     generate = {f.name: (f.number, f.type) for f in pb.GenerateResponse.DESCRIPTOR.fields}
     explain = {f.name: (f.number, f.type) for f in pb.ExplainResponse.DESCRIPTOR.fields}
-    only_explain = {"attributions", "internals", "cost_estimate"}
+    only_explain = {"attributions", "internals", "cost_estimate", "grouped"}
     assert generate == {k: v for k, v in explain.items() if k not in only_explain}
     shape = descriptor_pb2.DescriptorProto()
     pb.GenerateResponse.DESCRIPTOR.CopyToProto(shape)
@@ -207,7 +207,7 @@ def test_generate_stream_round_trip(explainer, explain_request) -> None:
     assert isinstance(result, GenerationResult)
     events = [_parse(encode_stream_token(t, decoded), pb.StreamEvent) for t in tokens]
     assert [(e.token.position, e.token.token) for e in events] == [
-        (result.prompt_length + i, pb.Token(id=t.id, text=t.text, start=t.start, end=t.end))
+        (result.prompt_length + i, pb.Token(id=t.id, text=t.text, start=t.start, end=t.end, logprob=t.logprob))
         for i, t in enumerate(result.tokens[result.prompt_length :])
     ]
     summary = _parse(encode_stream_summary(result, decoded, model_name="tiny"), pb.StreamEvent)
