@@ -42,14 +42,14 @@ def contrast_ids(tokenizer, request: ExplainRequest, indices: list[int]) -> tupl
     if att.contrast_tokens is None:
         return None
     given = att.contrast_tokens
+    order = list(att.positions) if att.positions is not None else indices
+    if len(set(order)) != len(order):
+        raise InvalidRequest("attribution.positions", "must not repeat a position when contrast_tokens are given")
     if len(given) != len(indices):
         raise InvalidRequest(
             "attribution.contrast_tokens",
             f"gives {len(given)} tokens for {len(indices)} explained tokens; give one per explained token",
         )
-    order = list(att.positions) if att.positions is not None else indices
-    if len(set(order)) != len(order):
-        raise InvalidRequest("attribution.positions", "must not repeat a position when contrast_tokens are given")
     by_index = {
         index: single_token_id(tokenizer, token, f"attribution.contrast_tokens[{k}]")
         for k, (index, token) in enumerate(zip(order, given, strict=True))
