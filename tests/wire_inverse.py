@@ -30,6 +30,10 @@ from ecco_proto.fields import enum_name
 Kind = Literal["generate", "explain"]
 
 
+def _token_ref(token: str | int) -> pb.TokenRef:
+    return pb.TokenRef(text=token) if isinstance(token, str) else pb.TokenRef(id=token)
+
+
 def to_proto_request(
     request: ExplainRequest, kind: Kind = "explain", *, float16: bool = False, stream: bool = False
 ) -> pb.ExplainRequest:
@@ -43,6 +47,7 @@ def to_proto_request(
         top_k=g.top_k,
         top_p=g.top_p,
         stop=list(g.stop),
+        top_n_tokens=g.top_n_tokens,
     )
     if g.seed is not None:
         generation.seed = g.seed
@@ -57,6 +62,7 @@ def to_proto_request(
         max_n_steps=a.max_n_steps,
         precision=wire_enum(pb.Precision.DESCRIPTOR, a.precision),
         skip=not a.methods,
+        contrast_tokens=[_token_ref(t) for t in a.contrast_tokens or ()],
     )
     if isinstance(a.contrast_token, str):
         attribution.contrast_token = a.contrast_token
@@ -76,6 +82,15 @@ def to_proto_request(
         message.prompt = request.prompt
     if request.continuation is not None:
         message.continuation = request.continuation
+    message.continuation_ids.extend(request.continuation_ids or ())
+    if request.grouping.unit is not None:
+        message.grouping.CopyFrom(
+            pb.GroupingParams(
+                unit=wire_enum(pb.GroupUnit.DESCRIPTOR, request.grouping.unit),
+                spans=[pb.CharSpan(start=s.start, end=s.end) for s in request.grouping.spans],
+                keep_special=request.grouping.keep_special,
+            )
+        )
     if stream:
         message.stream = True
     return message

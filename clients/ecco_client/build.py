@@ -68,6 +68,22 @@ def watch_token(token: str | int) -> pb.WatchToken:
     return pb.WatchToken(text=token) if isinstance(token, str) else pb.WatchToken(id=token)
 
 
+def token_ref(token: str | int) -> pb.TokenRef:
+    """A token by its one-token text (``" Rome"``) or its id."""
+    if isinstance(token, bool) or not isinstance(token, (str, int)):
+        raise ValueError(f"a token is a one-token text or a token id, got {token!r}")
+    return pb.TokenRef(text=token) if isinstance(token, str) else pb.TokenRef(id=token)
+
+
+def char_span(span: str | tuple[int, int] | list[int]) -> pb.CharSpan:
+    """A character span from ``"start:end"`` or ``(start, end)``."""
+    start, end = span.split(":") if isinstance(span, str) else span
+    try:
+        return pb.CharSpan(start=int(start), end=int(end))
+    except ValueError:
+        raise ValueError(f"a span is start:end (character offsets), got {span!r}") from None
+
+
 def _chat(turn: tuple[str, str]) -> pb.ChatMessage:
     role, content = turn
     return pb.ChatMessage(role=role, content=content)
@@ -78,6 +94,8 @@ ITEMS: ItemBuilders = {
     "ecco.v1.ChatMessage": _chat,
     "ecco.v1.Intervention": intervention,
     "ecco.v1.WatchToken": watch_token,
+    "ecco.v1.TokenRef": token_ref,
+    "ecco.v1.CharSpan": char_span,
 }
 
 
@@ -103,7 +121,9 @@ def build_request(
     ``contrast`` (a one-token text or a token id: ``contrast_token`` / ``contrast_token_id``),
     ``attribute=False`` (``skip``: no attribution, e.g. internals only) and ``internals`` (the keywords
     of ``build_internals`` as a dict, or an ``InternalsParams`` message). ``messages``: ``(role,
-    content)`` pairs or ``{"role", "content"}`` dicts. ``stream=True`` asks for a stream of
+    content)`` pairs or ``{"role", "content"}`` dicts. ``contrast_tokens``: one-token texts or ids, one
+    per explained token. ``grouping``: ``{"unit": "words", "spans": ["0:3", (4, 9)], "keep_special": False}``
+    (or a ``GroupingParams``). ``stream=True`` asks for a stream of
     ``StreamEvent`` (what ``EccoClient.stream`` sends; never on a unary call)."""
     top: dict[str, Any] = {"kind": kind}
     sections: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}

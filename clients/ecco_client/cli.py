@@ -7,6 +7,9 @@
     ecco explain --prompt "Hi" --activations --activation-top-k 5 --nmf 3 --intervene 3:117:set:0
     ecco explain --grpc 127.0.0.1:7070 --prompt "The capital of France is" --stream
     ecco explain --prompt "The capital of France is" --html explanation.html
+    ecco explain --chat "user:Capital of France?" --group words --top-n-tokens 3
+    ecco explain --prompt "The capital of France is" --continuation-ids 12366,30 --target contrastive \
+        --contrast-each " Rome" --contrast-each-id 28
     ecco view response.json -o explanation.html
     ecco ui --port 8090            # the live page on http://127.0.0.1:8090/: type a prompt, watch it explained
 
@@ -53,11 +56,17 @@ def _chat(value: str) -> tuple[str, str]:
     return role, content
 
 
-def _positions(value: str) -> list[int]:
-    try:
-        return [int(p) for p in value.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--positions takes comma-separated integers, got {value!r}") from None
+def _integers(option: str):
+    def parse(value: str) -> list[int]:
+        try:
+            return [int(p) for p in value.split(",") if p.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes comma-separated integers, got {value!r}") from None
+
+    return parse
+
+
+_positions = _integers("--positions")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +84,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--chat", dest="messages", type=_chat, action="append", default=[], metavar="ROLE:CONTENT", help="a chat turn"
     )
     what.add_argument("--continuation", help="explain this given text instead of generating (teacher forcing)")
+    what.add_argument(
+        "--continuation-ids",
+        type=_integers("--continuation-ids"),
+        default=[],
+        metavar="ID,ID,...",
+        help="replay these token ids exactly instead of generating (e.g. a logged response)",
+    )
     gen = parser.add_argument_group("generation")
     gen.add_argument("--max-new-tokens", type=int)
     gen.add_argument("--do-sample", action="store_true", default=None)
@@ -83,6 +99,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--top-p", type=float)
     gen.add_argument("--seed", type=int)
     gen.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    gen.add_argument("--top-n-tokens", type=int, help="alternatives (with log-probabilities) per generated token")
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the JSON reply instead of a table")
     out.add_argument(
@@ -104,6 +121,17 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--target", help="probability | log_probability | logit | contrastive")
     att.add_argument("--contrast", dest="contrast_token", help="contrast token text (target contrastive)")
     att.add_argument("--contrast-id", dest="contrast_token_id", type=int, help="contrast token id (target contrastive)")
+    att.add_argument(
+        "--contrast-each",
+        dest="contrast_tokens",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="contrast token of the next explained token, in order (repeatable; with --contrast-each-id)",
+    )
+    att.add_argument(
+        "--contrast-each-id", dest="contrast_tokens", action="append", type=int, metavar="ID", help="the same, as an id"
+    )
     att.add_argument("--baseline", help="zero | eos | bos | pad | unk | mask")
     att.add_argument("--n-steps", type=int)
     att.add_argument("--integration", help="gauss_legendre | riemann_left | ...")
@@ -114,6 +142,10 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--precision", help="dtype of the attribution passes: float32 | bfloat16 | float16")
     att.add_argument("--float16", action="store_true", help="ask for float16 attribution matrices")
     att.add_argument("--top", type=int, default=5, help="sources (and neurons) shown per row (%(default)s)")
+    grouping = explain.add_argument_group("grouping (scores by word, span or chat turn)")
+    grouping.add_argument("--group", choices=("tokens", "words", "spans", "turns"), help="also show scores by group")
+    grouping.add_argument("--span", dest="spans", action="append", default=[], metavar="START:END", help="a span")
+    grouping.add_argument("--keep-special", action="store_true", help="keep special and chat-template tokens")
     add_internals_options(explain)
     add_intervention_option(explain)
     add_view_command(commands)
@@ -128,6 +160,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("ecco: give --contrast or --contrast-id, not both")
     if options.get("skip") and options.get("methods"):
         raise SystemExit("ecco: give --method or --no-attribution, not both")
+    if options.get("contrast_tokens") and (options.get("contrast_token"), options.get("contrast_token_id")) != (
+        None,
+        None,
+    ):
+        raise SystemExit("ecco: give --contrast / --contrast-id or --contrast-each / --contrast-each-id, not both")
+    if getattr(args, "group", None):
+        options["grouping"] = {"unit": args.group, "spans": args.spans, "keep_special": args.keep_special}
+    elif getattr(args, "spans", None) or getattr(args, "keep_special", False):
+        raise SystemExit("ecco: --span and --keep-special need --group")
     return options | {"internals": internals_options(args)}
 
 
@@ -176,6 +217,8 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> int:
     except (OSError, ValueError) as error:  # key file, option values
         print(f"ecco: {error}", file=sys.stderr)
         return 1
+    for warning in result.warnings:
+        print(f"ecco: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False), file=out)
     elif isinstance(result, ExplainResult):

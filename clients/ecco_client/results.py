@@ -13,6 +13,7 @@ from google.protobuf import json_format
 
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
+from .grouped import GroupedView
 from .internals import Internals
 from .messages import from_message
 
@@ -25,13 +26,25 @@ def to_json(message: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class TokenAlternative:
+    """A candidate token at one position and its log-probability."""
+
+    id: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
 class Token:
-    """One token; ``start``/``end`` are offsets (code points) into the decoded sequence."""
+    """One token; ``start``/``end`` are offsets (code points) into the decoded sequence. Generated or
+    replayed tokens carry their ``logprob`` and, if asked (``top_n_tokens``), the ``top_tokens``."""
 
     id: int
     text: str
     start: int
     end: int
+    logprob: float | None = None
+    top_tokens: tuple[TokenAlternative, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,9 @@ class Attribution:
     n_steps: tuple[int, ...] = ()
     baseline: str | None = None
     integration: str | None = None
-    #: target "contrastive" only
+    #: target "contrastive" only: the one contrast token, and each explained token's
     contrast_token_id: int | None = None
+    contrast_token_ids: tuple[int, ...] = ()
     #: the dtype the passes ran in ("float32", "bfloat16", "float16"), and the work they took
     precision: str | None = None
     cost: Cost = field(default_factory=Cost)
@@ -105,6 +119,8 @@ class GenerateResult:
     timings: tuple[Timing, ...]
     model: str
     engine_version: str
+    #: things to know, each naming its field first (e.g. ids that only replay exactly as ids)
+    warnings: tuple[str, ...] = ()
     #: the reply as received (for ``to_json``); not part of equality
     message: Any = field(default=None, repr=False, compare=False)
 
@@ -148,6 +164,8 @@ class ExplainResult(GenerateResult):
     internals: Internals | None = None
     #: the attribution's token-rows as the server estimated them before any work (an upper bound)
     cost_estimate: Cost = field(default_factory=Cost)
+    #: the attributions rolled up to words, spans or turns (request ``grouping``); None without it
+    grouped: GroupedView | None = None
 
     def attribution(self, method: str) -> Attribution:
         for a in self.attributions:

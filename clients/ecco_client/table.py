@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from .grouped import grouped_table
 from .internals_table import internals_table
 from .results import Attribution, Cost, ExplainResult, GenerateResult, Token
 from .text import shown
@@ -45,9 +46,12 @@ def _costs(result: ExplainResult) -> str:
 def generation_table(result: GenerateResult) -> str:
     lines = _header(result)
     lines.append("")
-    lines.append(f"  {'pos':>4}  {'id':>6}  token")
+    lines.append(f"  {'pos':>4}  {'id':>6}  {'logprob':>8}  token")
     for i, token in enumerate(result.generated_tokens):
-        lines.append(f"  {result.prompt_length + i:>4}  {token.id:>6}  {shown(token.text, 40)}")
+        logprob = f"{token.logprob:>8.4f}" if token.logprob is not None else f"{'':>8}"
+        alternatives = " | ".join(f"{shown(a.text, 12)} {a.logprob:.3f}" for a in token.top_tokens)
+        line = f"  {result.prompt_length + i:>4}  {token.id:>6}  {logprob}  {shown(token.text, 40)}"
+        lines.append(f"{line}   top: {alternatives}" if alternatives else line)
     lines.append(_timings(result))
     return "\n".join(lines)
 
@@ -76,6 +80,8 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
             delta = f"  {a.convergence_deltas[row]:>9.2e}" if has_delta else ""
             token = shown(result.tokens[position].text)
             lines.append(f"  {position:>4}  {token:<14}  {a.target_scores[row]:>9.4g}{delta}  {sources}")
+        if result.grouped is not None:
+            lines += grouped_table(result.grouped, a.method, top=top)
     if result.attributions:
         lines += ["", _costs(result)]
     if result.internals is not None:

@@ -50,21 +50,26 @@ def _methods(message: Any, path: str) -> dict[str, Any]:
     return {"methods": tuple(message.methods)} if message.methods or message.skip else {}
 
 
-def _watch(message: Any, path: str) -> dict[str, Any]:
-    """``WatchToken`` items -> the engine's ``str | int`` (text or id)."""
-    out: list[str | int] = []
-    for i, item in enumerate(message.watch):
-        which = item.WhichOneof("token")
-        if which is None:
-            raise InvalidRequest(f"{path}[{i}]", "give the token's text or its id")
-        out.append(getattr(item, which))
-    return {"watch": tuple(out)} if out else {}
+def _token_refs(name: str) -> Callable[[Any, str], dict[str, Any]]:
+    """A list of ``WatchToken`` / ``TokenRef`` items (oneof ``token``) -> the engine's ``str | int`` (text or id)."""
+
+    def decode(message: Any, path: str) -> dict[str, Any]:
+        out: list[str | int] = []
+        for i, item in enumerate(getattr(message, name)):
+            which = item.WhichOneof("token")
+            if which is None:
+                raise InvalidRequest(f"{path}[{i}]", "give the token's text or its id")
+            out.append(getattr(item, which))
+        return {name: tuple(out)} if out else {}
+
+    return decode
 
 
 #: proto field -> its decoding (the message holding it, the field's wire path) -> engine keyword arguments
 OVERRIDES: dict[str, Callable[[Any, str], dict[str, Any]]] = {
     "ecco.v1.AttributionParams.methods": _methods,
-    "ecco.v1.InternalsParams.watch": _watch,
+    "ecco.v1.InternalsParams.watch": _token_refs("watch"),
+    "ecco.v1.AttributionParams.contrast_tokens": _token_refs("contrast_tokens"),
 }
 
 

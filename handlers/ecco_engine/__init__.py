@@ -7,9 +7,10 @@ TorchServe, gRPC, protobuf, HTTP or HTML. Entry point: ``Explainer(model, tokeni
 from .attribution import AttributionRow
 from .errors import EngineError, InvalidRequest, LimitExceeded, NonFiniteResult, UnknownMethod, UnsupportedModel
 from .explainer import EngineLimits, Explainer, GeneratedToken, StreamEvent
+from .grouping import CharSpan, GroupedView, GroupingParams, GroupUnit
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import REGISTRY, AttributionMethod, register
-from .tokens import Token
+from .tokens import Token, TokenAlternative
 from .types import (
     Aggregation,
     Attribution,
@@ -33,6 +34,7 @@ __all__ = [
     "AttributionMethod",
     "AttributionParams",
     "AttributionRow",
+    "CharSpan",
     "ChatMessage",
     "EngineError",
     "EngineLimits",
@@ -42,6 +44,9 @@ __all__ = [
     "GeneratedToken",
     "GenerationParams",
     "GenerationResult",
+    "GroupUnit",
+    "GroupedView",
+    "GroupingParams",
     "Integration",
     "InvalidRequest",
     "LayoutOverride",
@@ -52,6 +57,7 @@ __all__ = [
     "TargetKind",
     "Timing",
     "Token",
+    "TokenAlternative",
     "UnknownMethod",
     "UnsupportedModel",
     "discover_layout",

@@ -40,11 +40,12 @@ DTYPES = {Precision.BFLOAT16: torch.bfloat16, Precision.FLOAT16: torch.float16}
 
 @dataclass(frozen=True)
 class TargetSet:
-    """The tokens to explain: absolute positions (each >= 1) and the ids found there."""
+    """The tokens to explain: absolute positions (each >= 1), the ids found there and, for a contrastive
+    target, each one's contrast token id."""
 
     positions: tuple[int, ...]  # sorted ascending
     token_ids: tuple[int, ...]
-    contrast_id: int | None = None
+    contrast_ids: tuple[int, ...] | None = None  # (n_targets,)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,10 @@ class _Work:
         return torch.tensor([self.targets.token_ids[i] for i in indices], device=self.embeddings.device)
 
     def contrast(self, indices: list[int]) -> torch.Tensor:
-        return torch.full((len(indices),), self.targets.contrast_id or 0, device=self.embeddings.device)
+        ids = self.targets.contrast_ids
+        return torch.tensor(
+            [ids[i] if ids is not None else 0 for i in indices], dtype=torch.long, device=self.embeddings.device
+        )
 
 
 def _gradient_sums(
@@ -291,6 +295,7 @@ def iter_attribute_tokens(
     target_scores = target_scores.to(acc)
     baseline_scores = baseline_scores.to(acc) if baseline_scores is not None else None
     tolerance = params.completeness_tolerance if method.path_steps and deltas is not None else None
+    contrast_ids = targets.contrast_ids if params.target is TargetKind.CONTRASTIVE else None
 
     def assemble() -> Attribution:
         """The attribution as computed so far (all of it, once the loop is done)."""
@@ -301,7 +306,8 @@ def iter_attribute_tokens(
             target_positions=tuple(targets.positions),
             scores=per_source.float().numpy(),
             target_scores=target_scores.detach().double().cpu().numpy(),
-            contrast_token_id=targets.contrast_id if params.target is TargetKind.CONTRASTIVE else None,
+            contrast_token_id=contrast_ids[0] if contrast_ids and params.contrast_token is not None else None,
+            contrast_token_ids=contrast_ids,
             baseline=params.baseline if method.needs_baseline else None,
             n_steps=tuple(steps_used) if method.path_steps else None,
             integration=params.integration if method.path_steps else None,

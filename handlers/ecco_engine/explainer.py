@@ -28,7 +28,9 @@ from .internals import (
 )
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import get_method
-from .tokens import IncrementalPieces, single_token_id, token_pieces
+from .replay import check_ids, roundtrip_warning, teacher_forced_choices, with_choice, with_choices
+from .selection import grouped_view, request_groups, select_targets
+from .tokens import IncrementalPieces, Token, TokenAlternative, token_pieces
 from .types import (
     Attribution,
     AttributionCost,
@@ -52,6 +54,12 @@ class GeneratedToken:
     text: str
     start: int
     end: int
+    logprob: float | None = None
+    top_tokens: tuple[TokenAlternative, ...] = ()
+
+    @classmethod
+    def of(cls, index: int, position: int, token: Token) -> GeneratedToken:
+        return cls(index, position, token.id, token.text, token.start, token.end, token.logprob, token.top_tokens)
 
 
 StreamEvent = GeneratedToken | AttributionRow | Explanation | GenerationResult
@@ -66,6 +74,7 @@ class EngineLimits:
     max_n_steps: int = 1024  # integrated-gradients steps, including the tolerance loop
     max_targets: int = 256  # explained tokens per request
     max_methods: int = 4
+    max_top_n_tokens: int = 20  # alternatives per generated token (generation.top_n_tokens)
     token_budget: int = 1024  # row-tokens per batched forward (a bound besides memory; benchmarks/sharing.py)
     #: bytes one attribution's passes may hold (budget.py); None: 40% of the GPU's memory, or 4 GiB on a CPU
     memory_budget_bytes: int | None = None
@@ -186,7 +195,11 @@ class Explainer:
         lim = self.limits
         gen = request.generation
         n_input = n_prompt + (n_given or 0)
-        if request.continuation is None and gen.max_new_tokens > lim.max_new_tokens:
+        if gen.top_n_tokens > lim.max_top_n_tokens:
+            raise LimitExceeded(
+                "generation.top_n_tokens", f"must be at most {lim.max_top_n_tokens}, got {gen.top_n_tokens}"
+            )
+        if not request.replays and gen.max_new_tokens > lim.max_new_tokens:
             raise LimitExceeded(
                 "generation.max_new_tokens", f"must be at most {lim.max_new_tokens}, got {gen.max_new_tokens}"
             )
@@ -239,55 +252,51 @@ class Explainer:
         ):
             return self._generate(request, _Timer())
 
+    def _given_ids(self, request: ExplainRequest) -> list[int] | None:
+        """The continuation's ids (teacher forcing), or None to generate."""
+        if request.continuation_ids is not None:
+            return check_ids(self.tokenizer, request.continuation_ids, "continuation_ids")
+        if request.continuation is None:
+            return None
+        given = [int(i) for i in self.tokenizer.encode(request.continuation, add_special_tokens=False)]
+        if not given:
+            raise InvalidRequest("continuation", "tokenizes to zero tokens")
+        return given
+
+    def _warnings(self, request: ExplainRequest, new_ids: list[int]) -> tuple[str, ...]:
+        field = "continuation_ids" if request.continuation_ids is not None else "generated_text"
+        warning = (
+            roundtrip_warning(self.tokenizer, new_ids, field) if new_ids and request.continuation is None else None
+        )
+        return (warning,) if warning else ()
+
     def _generate(self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False) -> GenerationResult:
         with timer.stage("tokenize"):
             prompt = self.prompt_ids(request)
-            given = (
-                self.tokenizer.encode(request.continuation, add_special_tokens=False)
-                if request.continuation is not None
-                else None
-            )
-        if given is not None and not given:
-            raise InvalidRequest("continuation", "tokenizes to zero tokens")
+            given = self._given_ids(request)
         self._check_limits(request, len(prompt), len(given) if given is not None else None, attribute=attribute)
+        top_n = request.generation.top_n_tokens
         with timer.stage("generation"):
             if given is not None:
-                new_ids, reason = [int(i) for i in given], "given"
+                new_ids, reason = given, "given"
+                choices = teacher_forced_choices(self.model, prompt + new_ids, len(prompt), top_n)
             else:
                 out = generate_ids(self.model, prompt, request.generation, self._eos_ids(), self._decode)
-                new_ids, reason = list(out.ids), out.finish_reason
+                new_ids, reason, choices = list(out.ids), out.finish_reason, out.choices
         with timer.stage("detokenize"):
-            tokens = token_pieces(self.tokenizer, prompt + new_ids)
+            tokens = with_choices(self.tokenizer, token_pieces(self.tokenizer, prompt + new_ids), len(prompt), choices)
         return GenerationResult(
-            tokens=tokens, prompt_length=len(prompt), finish_reason=reason, timings=tuple(timer.timings)
+            tokens=tokens,
+            prompt_length=len(prompt),
+            finish_reason=reason,
+            timings=tuple(timer.timings),
+            warnings=self._warnings(request, new_ids),
         )
 
     # ---- explanation ----------------------------------------------------------------------
     def targets(self, request: ExplainRequest, generation: GenerationResult) -> TargetSet:
         """The generated tokens to explain (``attribution.positions`` index generated tokens)."""
-        n_generated = len(generation.tokens) - generation.prompt_length
-        chosen = request.attribution.positions
-        indices = sorted(set(chosen)) if chosen is not None else list(range(n_generated))
-        bad = [i for i in indices if i >= n_generated]
-        if bad:
-            raise InvalidRequest(
-                "attribution.positions",
-                f"index {bad[0]} is out of range: {n_generated} tokens were generated (0..{n_generated - 1})",
-            )
-        if len(indices) > self.limits.max_targets:
-            raise LimitExceeded(
-                "attribution.positions", f"at most {self.limits.max_targets} tokens per request, got {len(indices)}"
-            )
-        positions = tuple(generation.prompt_length + i for i in indices)
-        contrast = request.attribution.contrast_token
-        contrast_id = (
-            single_token_id(self.tokenizer, contrast, "attribution.contrast_token") if contrast is not None else None
-        )
-        return TargetSet(
-            positions=positions,
-            token_ids=tuple(generation.tokens[p].id for p in positions),
-            contrast_id=contrast_id,
-        )
+        return select_targets(self.tokenizer, request, generation, self.limits.max_targets)
 
     def explain(self, request: ExplainRequest) -> Explanation:
         """Generate, then attribute the chosen generated tokens with every requested method,
@@ -320,10 +329,10 @@ class Explainer:
         self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False
     ) -> Generator[StreamEvent, None, GenerationResult]:
         """Yield ``GeneratedToken`` events; return the ``GenerationResult`` (``yield from`` value)."""
-        if request.continuation is not None:
+        if request.replays:
             generation = self._generate(request, timer, attribute=attribute)
             for i, token in enumerate(generation.tokens[generation.prompt_length :]):
-                yield GeneratedToken(i, generation.prompt_length + i, token.id, token.text, token.start, token.end)
+                yield GeneratedToken.of(i, generation.prompt_length + i, token)
             return generation
         with timer.stage("tokenize"):
             prompt = self.prompt_ids(request)
@@ -332,16 +341,17 @@ class Explainer:
         tokens = [pieces.push(i) for i in prompt]
         reason = "length"
         with timer.stage("generation"):
-            for token_id, finish in iter_generate(
-                self.model, prompt, request.generation, self._eos_ids(), self._decode
-            ):
-                token = pieces.push(token_id, last=finish is not None)
-                tokens.append(token)
-                index = len(tokens) - 1 - len(prompt)
-                yield GeneratedToken(index, len(tokens) - 1, token.id, token.text, token.start, token.end)
-                reason = finish or reason
+            for step in iter_generate(self.model, prompt, request.generation, self._eos_ids(), self._decode):
+                token = pieces.push(step.token_id, last=step.finish_reason is not None)
+                tokens.append(with_choice(self.tokenizer, token, step.choice))
+                yield GeneratedToken.of(len(tokens) - 1 - len(prompt), len(tokens) - 1, tokens[-1])
+                reason = step.finish_reason or reason
         return GenerationResult(
-            tokens=tuple(tokens), prompt_length=len(prompt), finish_reason=reason, timings=tuple(timer.timings)
+            tokens=tuple(tokens),
+            prompt_length=len(prompt),
+            finish_reason=reason,
+            timings=tuple(timer.timings),
+            warnings=self._warnings(request, [t.id for t in tokens[len(prompt) :]]),
         )
 
     def _check_memory(self, request: ExplainRequest, targets: TargetSet) -> None:
@@ -379,6 +389,7 @@ class Explainer:
             else:
                 generation = self._generate(request, timer, attribute=True)
             input_ids = [t.id for t in generation.tokens]
+            groups = request_groups(self.tokenizer, request, generation)
             attributions: list[Attribution] = []
             if request.attribution.methods and len(generation.tokens) > generation.prompt_length:
                 targets = self.targets(request, generation)
@@ -401,13 +412,14 @@ class Explainer:
                         self.model, self.layout, self.tokenizer, input_ids, generation.prompt_length,
                         request.internals, self.limits.internals,
                     )  # fmt: skip
-        given = len(generation.tokens) - generation.prompt_length if request.continuation is not None else None
+        given = len(generation.tokens) - generation.prompt_length if request.replays else None
         yield Explanation(
             generation=generation,
             attributions=tuple(attributions),
             timings=tuple(timer.timings),
             internals=internals,
             cost_estimate=self.cost_estimate(request, generation.prompt_length, given),
+            grouped=grouped_view(request, groups, attributions),
         )
 
     def _decode(self, ids: list[int]) -> str:

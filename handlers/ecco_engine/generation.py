@@ -1,4 +1,5 @@
-"""Text generation with the KV cache and no autograd: greedy or sampled, with stop strings."""
+"""Text generation with the KV cache and no autograd: greedy or sampled, with stop strings; every
+generated token comes with its log-probability (and, on request, the top alternatives)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,40 @@ from .types import GenerationParams
 
 
 @dataclass(frozen=True)
+class Choice:
+    """The model's log-probability (natural log, softmax of the raw logits: before temperature, top-k
+    and top-p) of the token at one position, and the ``top_n`` most likely ids with theirs."""
+
+    logprob: float
+    top_ids: tuple[int, ...] = ()
+    top_logprobs: tuple[float, ...] = ()
+
+
+def choice(logits: torch.Tensor, token_id: int, top_n: int) -> Choice:
+    """The ``Choice`` of ``token_id`` from one position's logits ``(vocab,)``."""
+    log_probs = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+    if top_n <= 0:
+        return Choice(float(log_probs[token_id]))
+    top = torch.topk(log_probs, min(top_n, log_probs.shape[-1]))
+    return Choice(float(log_probs[token_id]), tuple(top.indices.tolist()), tuple(top.values.tolist()))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One generated token: its id, the reason generation finished (None until the last) and its ``Choice``."""
+
+    token_id: int
+    finish_reason: str | None
+    choice: Choice
+
+
+@dataclass(frozen=True)
 class GeneratedIds:
     """Token ids produced by ``generate_ids``. ``finish_reason``: "length", "eos" or "stop"."""
 
     ids: tuple[int, ...]
     finish_reason: str
+    choices: tuple[Choice, ...] = ()  # (n_generated,)
 
 
 def _cache_kwarg(model: torch.nn.Module) -> str:
@@ -52,8 +82,8 @@ def iter_generate(
     params: GenerationParams,
     eos_ids: set[int],
     decode: Callable[[list[int]], str],
-) -> Iterator[tuple[int, str | None]]:
-    """Yield ``(token_id, finish_reason)`` for each new token; the reason is None until the last.
+) -> Iterator[Step]:
+    """Yield a ``Step`` for each new token (``params.top_n_tokens`` alternatives with it).
 
     One forward over the prompt, then one forward per token on the KV cache, under
     ``torch.inference_mode``. Sampling draws from a private ``torch.Generator`` seeded by
@@ -87,7 +117,7 @@ def iter_generate(
                 reason = "stop"
             elif step + 1 == params.max_new_tokens:
                 reason = "length"
-            yield token_id, reason
+            yield Step(token_id, reason, choice(logits, token_id, params.top_n_tokens))
             if reason is not None:
                 return
             inputs = torch.tensor([[token_id]], device=device)
@@ -101,9 +131,8 @@ def generate_ids(
     decode: Callable[[list[int]], str],
 ) -> GeneratedIds:
     """All of ``iter_generate`` at once."""
-    ids: list[int] = []
-    reason = "length"
-    for token_id, finish in iter_generate(model, prompt_ids, params, eos_ids, decode):
-        ids.append(token_id)
-        reason = finish or reason
-    return GeneratedIds(ids=tuple(ids), finish_reason=reason)
+    steps = list(iter_generate(model, prompt_ids, params, eos_ids, decode))
+    reason = next((s.finish_reason for s in reversed(steps) if s.finish_reason), "length")
+    return GeneratedIds(
+        ids=tuple(s.token_id for s in steps), finish_reason=reason, choices=tuple(s.choice for s in steps)
+    )

@@ -10,14 +10,29 @@ from .input_size import check_one_token_text
 
 
 @dataclass(frozen=True)
+class TokenAlternative:
+    """A candidate token at one position: its id, its text decoded alone, its log-probability."""
+
+    id: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True)
 class Token:
     """One token of a sequence: its id and text piece; ``start``/``end`` are character offsets into
-    the sequence's text (``GenerationResult.text``, the pieces joined)."""
+    the sequence's text (``GenerationResult.text``, the pieces joined).
+
+    Generated or replayed tokens also carry ``logprob``, the natural-log softmax probability the model
+    gave them (before temperature / top-k / top-p), and, on request, the ``top_tokens`` at their
+    position, most likely first."""
 
     id: int
     text: str
     start: int
     end: int
+    logprob: float | None = None
+    top_tokens: tuple[TokenAlternative, ...] = ()
 
 
 class IncrementalPieces:

@@ -14,6 +14,7 @@ from enum import Enum, StrEnum
 import numpy as np
 
 from .errors import InvalidRequest
+from .grouping import GroupedView, GroupingParams, GroupUnit
 from .internals.types import InternalsParams, InternalsResult
 from .tokens import Token
 
@@ -101,6 +102,8 @@ class GenerationParams:
     top_p: float = 1.0  # 1.0: no nucleus filter
     seed: int | None = None  # same seed, same sampled text
     stop: tuple[str, ...] = ()  # generation ends once the text contains one of these
+    #: alternatives returned with each generated (or replayed) token, most likely first (0: none)
+    top_n_tokens: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
@@ -117,6 +120,8 @@ class GenerationParams:
             raise InvalidRequest("seed", f"must be an integer, got {self.seed!r}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise InvalidRequest("stop", "every stop string must be a non-empty string")
+        if isinstance(self.top_n_tokens, bool) or not isinstance(self.top_n_tokens, int) or self.top_n_tokens < 0:
+            raise InvalidRequest("top_n_tokens", f"must be an integer >= 0, got {self.top_n_tokens!r}")
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,9 @@ class AttributionParams:
     max_n_steps: int | None = None
     #: dtype of the attribution passes (autocast); float32 is exact to Captum's float32 result
     precision: Precision = Precision.FLOAT32
+    #: for ``target=contrastive``: one contrast token per explained token (text or id), in the order of
+    #: ``positions`` (else of the generated tokens); instead of ``contrast_token``
+    contrast_tokens: tuple[str | int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _enum(TargetKind, self.target, "target"))
@@ -162,10 +170,15 @@ class AttributionParams:
             )
         if self.baseline not in BASELINES:
             raise InvalidRequest("baseline", f"must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
-        if self.target is TargetKind.CONTRASTIVE and self.contrast_token is None:
+        if self.contrast_token is not None and self.contrast_tokens is not None:
+            raise InvalidRequest("contrast_tokens", "give contrast_token (one for all) or contrast_tokens, not both")
+        if self.contrast_tokens is not None and not self.contrast_tokens:
+            raise InvalidRequest("contrast_tokens", "must not be empty (omit it)")
+        contrast_field = "contrast_tokens" if self.contrast_tokens is not None else "contrast_token"
+        if self.target is TargetKind.CONTRASTIVE and self.contrast_token is None and self.contrast_tokens is None:
             raise InvalidRequest("contrast_token", "is required when target is 'contrastive'")
-        if self.target is not TargetKind.CONTRASTIVE and self.contrast_token is not None:
-            raise InvalidRequest("contrast_token", "is only meaningful with target 'contrastive'")
+        if self.target is not TargetKind.CONTRASTIVE and (self.contrast_token, self.contrast_tokens) != (None, None):
+            raise InvalidRequest(contrast_field, "is only meaningful with target 'contrastive'")
         if self.positions is not None:
             if not self.positions:
                 raise InvalidRequest("positions", "must not be empty (omit it to explain every token)")
@@ -193,16 +206,20 @@ class ExplainRequest:
     """Generate (or take a given continuation) and attribute the generated tokens.
 
     Exactly one of ``prompt`` and ``messages``. With ``continuation`` nothing is generated:
-    the given text is appended to the prompt (teacher forcing) and explained.
+    the given text is appended to the prompt (teacher forcing) and explained; ``continuation_ids``
+    does the same with token ids (an exact replay of a logged response).
     """
 
     prompt: str | None = None
     messages: tuple[ChatMessage, ...] = ()
     continuation: str | None = None
+    continuation_ids: tuple[int, ...] | None = None
     generation: GenerationParams = field(default_factory=GenerationParams)
     attribution: AttributionParams = field(default_factory=AttributionParams)
     #: inside the model: layer predictions, token rankings, FFNN activations, NMF, interventions
     internals: InternalsParams = field(default_factory=InternalsParams)
+    #: roll the attributions up to words, character spans or chat turns (``grouping.py``)
+    grouping: GroupingParams = field(default_factory=GroupingParams)
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (not self.messages):
@@ -211,6 +228,19 @@ class ExplainRequest:
             raise InvalidRequest("prompt", "must be a non-empty string")
         if self.continuation is not None and (not isinstance(self.continuation, str) or not self.continuation):
             raise InvalidRequest("continuation", "must be a non-empty string when given")
+        if self.continuation is not None and self.continuation_ids is not None:
+            raise InvalidRequest("continuation_ids", "give continuation (text) or continuation_ids, not both")
+        if self.continuation_ids is not None:
+            ids = self.continuation_ids
+            if not ids or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+                raise InvalidRequest("continuation_ids", f"must be a non-empty list of token ids, got {list(ids)}")
+        if self.grouping.unit is GroupUnit.TURNS and not self.messages:
+            raise InvalidRequest("grouping.unit", "'turns' groups a chat: send 'messages'")
+
+    @property
+    def replays(self) -> bool:
+        """The continuation is given (text or ids): nothing is generated."""
+        return self.continuation is not None or self.continuation_ids is not None
 
 
 @dataclass(frozen=True)
@@ -230,6 +260,9 @@ class GenerationResult:
     #: "length" (max_new_tokens reached), "eos", "stop" (stop string), "given" (teacher forcing)
     finish_reason: str
     timings: tuple[Timing, ...] = ()
+    #: things the client should know, each naming its field first (e.g. ids that do not survive a
+    #: decode / encode round trip, so only the ids replay the response exactly)
+    warnings: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -281,7 +314,7 @@ class Attribution:
     scores: np.ndarray  # (n_targets, n_sources)
     #: the target function at the real input, (n_targets,)
     target_scores: np.ndarray
-    #: for ``contrastive``: the contrast token id
+    #: for ``contrastive`` with one contrast token for all: its id
     contrast_token_id: int | None = None
     #: IG only: baseline used, steps used per target (n_targets,), quadrature rule
     baseline: str | None = None
@@ -294,6 +327,8 @@ class Attribution:
     #: the dtype the passes ran in, and the work they took
     precision: Precision = Precision.FLOAT32
     cost: AttributionCost = field(default_factory=AttributionCost)
+    #: for ``contrastive``: the contrast token id of each explained token, (n_targets,)
+    contrast_token_ids: tuple[int, ...] | None = None
 
     @property
     def source_positions(self) -> range:
@@ -312,6 +347,8 @@ class Explanation:
     #: the attribution's token-rows as estimated before any work (an upper bound; each
     #: ``Attribution.cost`` is what it took)
     cost_estimate: AttributionCost = field(default_factory=AttributionCost)
+    #: ``request.grouping``: the attributions rolled up to words, spans or turns (None without it)
+    grouped: GroupedView | None = None
 
     def attribution(self, method: str) -> Attribution:
         for a in self.attributions:

@@ -8,6 +8,7 @@ import pytest
 from fake_torchserve import MODEL, TOKEN
 
 from ecco_client import EccoClient
+from ecco_client import grouped as client_grouped
 from ecco_client import internals as client_internals
 from ecco_client import results as client_results
 from ecco_client.cli import main
@@ -19,6 +20,10 @@ CLIENT_TYPES: dict[str, type] = {
     "ecco.v1.GenerateResponse": client_results.GenerateResult,
     "ecco.v1.ExplainResponse": client_results.ExplainResult,
     "ecco.v1.Token": client_results.Token,
+    "ecco.v1.TokenAlternative": client_results.TokenAlternative,
+    "ecco.v1.GroupedView": client_grouped.GroupedView,
+    "ecco.v1.TokenGroup": client_grouped.TokenGroup,
+    "ecco.v1.GroupedAttribution": client_grouped.GroupedAttribution,
     "ecco.v1.Timing": client_results.Timing,
     "ecco.v1.Attribution": client_results.Attribution,
     "ecco.v1.Cost": client_results.Cost,

@@ -14,9 +14,11 @@ from ecco_codec.fields import ONEOFS, OVERRIDES, WIRE_ONLY, engine_enum
 from ecco_engine import (
     Aggregation,
     AttributionParams,
+    CharSpan,
     ChatMessage,
     ExplainRequest,
     GenerationParams,
+    GroupingParams,
     Integration,
     InvalidRequest,
     TargetKind,
@@ -52,7 +54,18 @@ FULL_CHAT = ExplainRequest(
         target="contrastive", contrast_token=17, integration="riemann_left", precision="float16"
     ),
 )
-FULL = [pytest.param(FULL_PROMPT, id="prompt"), pytest.param(FULL_CHAT, id="chat")]
+FULL_REPLAY = ExplainRequest(
+    messages=(ChatMessage("user", "Capital of Italy?"),),
+    continuation_ids=(5, 9, 11),
+    generation=GenerationParams(top_n_tokens=3),
+    attribution=AttributionParams(target="contrastive", contrast_tokens=(" Rome", 17, 4), positions=(2, 0, 1)),
+    grouping=GroupingParams(unit="spans", spans=(CharSpan(0, 3), CharSpan(5, 9)), keep_special=True),
+)
+FULL = [
+    pytest.param(FULL_PROMPT, id="prompt"),
+    pytest.param(FULL_CHAT, id="chat"),
+    pytest.param(FULL_REPLAY, id="replay"),
+]
 
 
 def _json(message: pb.ExplainRequest, *, camel: bool) -> dict:
@@ -258,6 +271,8 @@ REQUEST_TYPES = {
     "ecco.v1.GenerationParams": GenerationParams,
     "ecco.v1.AttributionParams": AttributionParams,
     "ecco.v1.ChatMessage": ChatMessage,
+    "ecco.v1.GroupingParams": GroupingParams,
+    "ecco.v1.CharSpan": CharSpan,
     "ecco.v1.InternalsParams": InternalsParams,
     "ecco.v1.Intervention": Intervention,
 }

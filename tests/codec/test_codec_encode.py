@@ -27,6 +27,7 @@ from ecco_codec.result_fields import OVERRIDES, WIRE_ONLY, Encoding, to_message
 from ecco_engine import Attribution, Explanation, GenerationResult, LimitExceeded, Timing, Token
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
+from ecco_engine.grouping import GroupedAttribution, GroupedView, TokenGroup
 from ecco_engine.internals import (
     InternalsResult,
     LayerPredictions,
@@ -37,6 +38,7 @@ from ecco_engine.internals import (
     TokenRankings,
     WatchedTokens,
 )
+from ecco_engine.tokens import TokenAlternative
 from ecco_engine.types import AttributionCost
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
@@ -148,7 +150,7 @@ def test_generation_reply(explainer, explain_request, wire: str) -> None:
 def test_generate_and_explain_responses_share_field_numbers() -> None:
     generate = {f.name: (f.number, f.type) for f in pb.GenerateResponse.DESCRIPTOR.fields}
     explain = {f.name: (f.number, f.type) for f in pb.ExplainResponse.DESCRIPTOR.fields}
-    only_explain = {"attributions", "internals", "cost_estimate"}
+    only_explain = {"attributions", "internals", "cost_estimate", "grouped"}
     assert generate == {k: v for k, v in explain.items() if k not in only_explain}
     shape = descriptor_pb2.DescriptorProto()
     pb.GenerateResponse.DESCRIPTOR.CopyToProto(shape)
@@ -221,7 +223,7 @@ def test_generate_stream_round_trip(explainer, explain_request) -> None:
     assert isinstance(result, GenerationResult)
     events = [_parse(encode_stream_token(t, decoded), pb.StreamEvent) for t in tokens]
     assert [(e.token.position, e.token.token) for e in events] == [
-        (result.prompt_length + i, pb.Token(id=t.id, text=t.text, start=t.start, end=t.end))
+        (result.prompt_length + i, pb.Token(id=t.id, text=t.text, start=t.start, end=t.end, logprob=t.logprob))
         for i, t in enumerate(result.tokens[result.prompt_length :])
     ]
     summary = _parse(encode_stream_summary(result, decoded, model_name="tiny"), pb.StreamEvent)
@@ -289,6 +291,10 @@ RESULT_TYPES: dict[str, tuple[type, ...]] = {
     "ecco.v1.GenerateResponse": (Served, GenerationResult),
     "ecco.v1.ExplainResponse": (Served, Explanation, GenerationResult),
     "ecco.v1.Token": (Token,),
+    "ecco.v1.TokenAlternative": (TokenAlternative,),
+    "ecco.v1.GroupedView": (GroupedView,),
+    "ecco.v1.TokenGroup": (TokenGroup,),
+    "ecco.v1.GroupedAttribution": (GroupedAttribution,),
     "ecco.v1.Timing": (Timing,),
     "ecco.v1.Attribution": (Attribution,),
     "ecco.v1.Cost": (AttributionCost,),

@@ -53,7 +53,7 @@ def test_generation_time_activations_equal_the_teacher_forced_forward(default_ex
     prompt = tok.encode(PROMPT)
     layers = (0, layout.n_layers // 2, layout.n_layers - 1)
     with captured_mlp_activations(layout, layers) as during:
-        new = [t for t, _ in iter_generate(model, prompt, GenerationParams(max_new_tokens=4), set(), tok.decode)]
+        new = [s.token_id for s in iter_generate(model, prompt, GenerationParams(max_new_tokens=4), set(), tok.decode)]
     with torch.inference_mode(), captured_mlp_activations(layout, layers) as forced:
         model(torch.tensor([prompt + new]), use_cache=False)
     for layer in layers:

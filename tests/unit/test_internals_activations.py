@@ -71,7 +71,7 @@ def test_generation_time_activations_equal_the_teacher_forced_forward(arch):
     prompt = tok.encode(PROMPT)
     params = GenerationParams(max_new_tokens=6)
     with captured_mlp_activations(layout) as during:
-        new = [t for t, _ in iter_generate(model, prompt, params, set(), tok.decode)]
+        new = [s.token_id for s in iter_generate(model, prompt, params, set(), tok.decode)]
     ids = prompt + new
     full = inspect_sequence(
         model, layout, tok, ids, len(prompt), InternalsParams(activations=True)
@@ -123,7 +123,7 @@ def test_position_filter_keeps_only_the_chosen_positions_across_kv_steps():
     prompt = tok.encode(PROMPT)
     wanted = (1, len(prompt) + 2)  # one prompt position, one generated step
     with captured_mlp_activations(layout, (0,), positions=wanted) as some:
-        new = [t for t, _ in iter_generate(model, prompt, GenerationParams(max_new_tokens=5), set(), tok.decode)]
+        new = [s.token_id for s in iter_generate(model, prompt, GenerationParams(max_new_tokens=5), set(), tok.decode)]
     with torch.inference_mode(), captured_mlp_activations(layout, (0,)) as everything:
         model(torch.tensor([prompt + new]), use_cache=False)
     assert some.positions(0) == wanted
