@@ -59,6 +59,8 @@ class ArchiveSettings:
     response_timeout_s: int | None = None
     #: engine limits: ``{"max_n_steps": 128, "internals.max_top_k": 10}`` or ``{"internals": {...}}``
     limits: Mapping[str, Any] | None = None
+    #: ``handler.grpc_stream``: stream gRPC requests that ask for it (see handlers/model-config.yaml)
+    grpc_stream: bool | None = None
 
 
 def model_config(settings: ArchiveSettings, template: Path = CONFIG_TEMPLATE) -> dict[str, Any]:
@@ -72,6 +74,8 @@ def model_config(settings: ArchiveSettings, template: Path = CONFIG_TEMPLATE) ->
         config["maxBatchDelay"] = settings.max_batch_delay_ms
     if settings.response_timeout_s is not None:
         config["responseTimeout"] = settings.response_timeout_s
+    if settings.grpc_stream is not None:
+        config["handler"]["grpc_stream"] = settings.grpc_stream
     if settings.limits:
         _override_limits(config["handler"]["limits"], settings.limits)
     return config

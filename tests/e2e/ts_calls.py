@@ -97,10 +97,12 @@ def _metadata(served: Served, token: str | None) -> list[tuple[str, str]]:
     return [] if token is None else [("authorization", f"Bearer {token}")]
 
 
-def grpc_predict(served: Served, model: str, body: bytes, *, token: str | None = "") -> bytes:
+def grpc_predict(
+    served: Served, model: str, body: bytes, *, token: str | None = "", timeout: float = TIMEOUT_S
+) -> bytes:
     """``Predictions`` with ``body`` under input key "body"; raises ``grpc.RpcError`` on a status."""
     request = inference_pb2.PredictionsRequest(model_name=model, input={"body": body})
-    return _stub(served).Predictions(request, metadata=_metadata(served, token), timeout=TIMEOUT_S).prediction
+    return _stub(served).Predictions(request, metadata=_metadata(served, token), timeout=timeout).prediction
 
 
 def grpc_stream(served: Served, model: str, body: bytes, *, token: str | None = "") -> list[bytes]:
