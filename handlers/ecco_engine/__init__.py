@@ -5,7 +5,16 @@ TorchServe, gRPC, protobuf, HTTP or HTML. Entry point: ``Explainer(model, tokeni
 """
 
 from .attribution import AttributionRow
-from .errors import EngineError, InvalidRequest, LimitExceeded, NonFiniteResult, UnknownMethod, UnsupportedModel
+from .deadline import Deadline
+from .errors import (
+    DeadlineExceeded,
+    EngineError,
+    InvalidRequest,
+    LimitExceeded,
+    NonFiniteResult,
+    UnknownMethod,
+    UnsupportedModel,
+)
 from .explainer import EngineLimits, Explainer, GeneratedToken, StreamEvent
 from .layout import LayoutOverride, ModelLayout, discover_layout
 from .methods import REGISTRY, AttributionMethod, register
@@ -27,6 +36,8 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Deadline",
+    "DeadlineExceeded",
     "REGISTRY",
     "Aggregation",
     "Attribution",

@@ -16,6 +16,7 @@ from torch import nn
 
 from .attribution import AttributionRow, Budget, TargetSet, iter_attribute_tokens, method_cost
 from .budget import MemoryModel, plan
+from .deadline import Deadline
 from .errors import InvalidRequest, LimitExceeded, section
 from .generation import generate_ids, iter_generate
 from .internals import (
@@ -70,6 +71,9 @@ class EngineLimits:
     memory_budget_bytes: int | None = None
     #: the most forward + backward token-rows a request's attribution may take, estimated before any work
     max_cost_token_rows: int = 2_000_000
+    #: seconds of work per request (deadline.py): the default and the cap of ``deadline_seconds``; None: none.
+    #: Well below TorchServe's ``responseTimeout`` (600 s), whose expiry restarts the worker instead.
+    deadline_seconds: float | None = 240.0
     internals: InternalsLimits = field(default_factory=InternalsLimits)
 
     @classmethod
@@ -212,10 +216,17 @@ class Explainer:
 
         Neuron interventions in ``request.internals`` apply to the generation."""
         self._check_interventions(request)
+        deadline = self._deadline(request)
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
-            return self._generate(request, _Timer())
+            return self._generate(request, _Timer(), deadline)
 
-    def _generate(self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False) -> GenerationResult:
+    def _deadline(self, request: ExplainRequest) -> Deadline:
+        """The request's deadline from now: its ``deadline_seconds`` capped by the server's."""
+        return Deadline.capped(request.deadline_seconds, self.limits.deadline_seconds)
+
+    def _generate(
+        self, request: ExplainRequest, timer: _Timer, deadline: Deadline, *, attribute: bool = False
+    ) -> GenerationResult:
         with timer.stage("tokenize"):
             prompt = self.prompt_ids(request)
             given = (
@@ -230,7 +241,7 @@ class Explainer:
             if given is not None:
                 new_ids, reason = [int(i) for i in given], "given"
             else:
-                out = generate_ids(self.model, prompt, request.generation, self._eos_ids(), self._decode)
+                out = generate_ids(self.model, prompt, request.generation, self._eos_ids(), self._decode, deadline)
                 new_ids, reason = list(out.ids), out.finish_reason
         with timer.stage("detokenize"):
             tokens = token_pieces(self.tokenizer, prompt + new_ids)
@@ -284,17 +295,17 @@ class Explainer:
 
     def _stream_generation(self, request: ExplainRequest) -> Iterator[StreamEvent]:
         self._check_interventions(request)
-        timer = _Timer()
+        timer, deadline = _Timer(), self._deadline(request)
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
-            generation = yield from self._generate_streaming(request, timer)
+            generation = yield from self._generate_streaming(request, timer, deadline)
         yield generation
 
     def _generate_streaming(
-        self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False
+        self, request: ExplainRequest, timer: _Timer, deadline: Deadline, *, attribute: bool = False
     ) -> Generator[StreamEvent, None, GenerationResult]:
         """Yield ``GeneratedToken`` events; return the ``GenerationResult`` (``yield from`` value)."""
         if request.continuation is not None:
-            generation = self._generate(request, timer, attribute=attribute)
+            generation = self._generate(request, timer, deadline, attribute=attribute)
             for i, token in enumerate(generation.tokens[generation.prompt_length :]):
                 yield GeneratedToken(i, generation.prompt_length + i, token.id, token.text, token.start, token.end)
             return generation
@@ -306,7 +317,7 @@ class Explainer:
         reason = "length"
         with timer.stage("generation"):
             for token_id, finish in iter_generate(
-                self.model, prompt, request.generation, self._eos_ids(), self._decode
+                self.model, prompt, request.generation, self._eos_ids(), self._decode, deadline
             ):
                 token = pieces.push(token_id, last=finish is not None)
                 tokens.append(token)
@@ -341,12 +352,12 @@ class Explainer:
 
     def _run(self, request: ExplainRequest, *, stream: bool) -> Iterator[StreamEvent]:
         self._precheck(request)
-        timer = _Timer()
+        timer, deadline = _Timer(), self._deadline(request)
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
             if stream:
-                generation = yield from self._generate_streaming(request, timer, attribute=True)
+                generation = yield from self._generate_streaming(request, timer, deadline, attribute=True)
             else:
-                generation = self._generate(request, timer, attribute=True)
+                generation = self._generate(request, timer, deadline, attribute=True)
             input_ids = [t.id for t in generation.tokens]
             attributions: list[Attribution] = []
             if request.attribution.methods and len(generation.tokens) > generation.prompt_length:
@@ -356,7 +367,7 @@ class Explainer:
                     with timer.stage(f"attribution:{name}"), section("attribution"):
                         for item in iter_attribute_tokens(
                             self.model, self.layout, self.tokenizer, input_ids, targets,
-                            request.attribution, name, memory=self.memory, budget=self.budget,
+                            request.attribution, name, memory=self.memory, budget=self.budget, deadline=deadline,
                         ):  # fmt: skip
                             if isinstance(item, Attribution):
                                 attributions.append(item)
@@ -364,6 +375,7 @@ class Explainer:
                                 yield item
             internals = None
             if request.internals.needs_forward:
+                deadline.check("internals")
                 with timer.stage("internals"), section("internals"):
                     internals = inspect_sequence(
                         self.model, self.layout, self.tokenizer, input_ids, generation.prompt_length,

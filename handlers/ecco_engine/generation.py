@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .deadline import NEVER, Deadline
 from .types import GenerationParams
 
 
@@ -52,12 +53,14 @@ def iter_generate(
     params: GenerationParams,
     eos_ids: set[int],
     decode: Callable[[list[int]], str],
+    deadline: Deadline = NEVER,
 ) -> Iterator[tuple[int, str | None]]:
     """Yield ``(token_id, finish_reason)`` for each new token; the reason is None until the last.
 
     One forward over the prompt, then one forward per token on the KV cache, under
     ``torch.inference_mode``. Sampling draws from a private ``torch.Generator`` seeded by
     ``params.seed`` so the same seed gives the same text regardless of other requests.
+    ``deadline`` is checked before every forward (``DeadlineExceeded``).
     """
     generator = None
     if params.do_sample:
@@ -70,6 +73,7 @@ def iter_generate(
         inputs = torch.tensor([prompt_ids], device=device)
         cache = None
         for step in range(params.max_new_tokens):
+            deadline.check("generation")
             kwargs: dict[str, object] = {cache_name: cache} if cache is not None else {}
             output = model(input_ids=inputs, use_cache=True, logits_to_keep=1, **kwargs)
             cache = _output_cache(output)
@@ -99,11 +103,12 @@ def generate_ids(
     params: GenerationParams,
     eos_ids: set[int],
     decode: Callable[[list[int]], str],
+    deadline: Deadline = NEVER,
 ) -> GeneratedIds:
     """All of ``iter_generate`` at once."""
     ids: list[int] = []
     reason = "length"
-    for token_id, finish in iter_generate(model, prompt_ids, params, eos_ids, decode):
+    for token_id, finish in iter_generate(model, prompt_ids, params, eos_ids, decode, deadline):
         ids.append(token_id)
         reason = finish or reason
     return GeneratedIds(ids=tuple(ids), finish_reason=reason)
