@@ -36,8 +36,6 @@ from .types import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Deadline",
-    "DeadlineExceeded",
     "REGISTRY",
     "Aggregation",
     "Attribution",
@@ -45,6 +43,8 @@ __all__ = [
     "AttributionParams",
     "AttributionRow",
     "ChatMessage",
+    "Deadline",
+    "DeadlineExceeded",
     "EngineError",
     "EngineLimits",
     "ExplainRequest",

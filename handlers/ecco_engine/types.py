@@ -189,7 +189,9 @@ class ExplainRequest:
 
     def __post_init__(self) -> None:
         if self.deadline_seconds is not None and not 0 < self.deadline_seconds < math.inf:
-            raise InvalidRequest("deadline_seconds", f"must be a positive number of seconds, got {self.deadline_seconds}")
+            raise InvalidRequest(
+                "deadline_seconds", f"must be a positive number of seconds, got {self.deadline_seconds}"
+            )
         if (self.prompt is None) == (not self.messages):
             raise InvalidRequest("prompt", "give exactly one of 'prompt' and 'messages'")
         if self.prompt is not None and (not isinstance(self.prompt, str) or not self.prompt):

@@ -1,4 +1,4 @@
-"""No request takes a model down: ``stream`` on a unary gRPC call, against a real TorchServe.
+"""No request takes a model down, and none outlives its deadline, against a real TorchServe.
 
 TorchServe 0.12's worker cannot tell ``StreamPredictions`` from ``Predictions``; a second message for a
 ``Predictions`` call made its frontend throw ``IllegalStateException: Stream is already completed``
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from conftest import LIMITS
 
 from ecco_engine import EngineLimits, Explainer
 from ecco_engine.loading import load_model
@@ -23,9 +24,8 @@ from ts_calls import (
     in_process,
     reply_message,
     request_message,
+    rest,
 )
-
-from conftest import LIMITS
 
 MODEL = "tiny-nan"  # the default model-config (no grpc_stream)
 FOLLOW_UP_TIMEOUT_S = 30.0  # a model taken down hangs; a healthy one answers in well under a second
@@ -61,3 +61,35 @@ def test_stream_predictions_with_stream_is_refused_the_same_way(served, referenc
     assert received == [] and error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("stream: ")
     _answers_correctly(served, reference_nan)
+
+
+#: a deadline every request overruns (tokenizing alone takes longer), so the test never races the clock
+OVERDUE = {**EXPLAIN, "deadline_seconds": 1e-6}
+
+
+def test_rest_deadline_is_504_and_the_next_request_is_served_at_once(served, reference):
+    reply = rest(served, "/explanations/tiny", OVERDUE)
+    assert reply.status == 504 and reply.json()["type"] == "DEADLINE_EXCEEDED"
+    assert reply.json()["message"].startswith("deadline_seconds: the request ran past its deadline of 1e-06 s")
+    after = rest(served, "/explanations/tiny", EXPLAIN)
+    assert after.status == 200
+    assert_same(reply_message(after.json()), in_process(reference, "explain", EXPLAIN))
+
+
+def test_grpc_deadline_is_deadline_exceeded_and_the_next_request_is_served_at_once(served, reference):
+    body = request_message("explain", OVERDUE).SerializeToString()
+    with pytest.raises(grpc.RpcError) as raised:
+        grpc_predict(served, "tiny", body, timeout=FOLLOW_UP_TIMEOUT_S)
+    assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert raised.value.details().startswith("deadline_seconds: the request ran past its deadline")
+    after = grpc_predict(served, "tiny", request_message("explain", EXPLAIN).SerializeToString(), timeout=30)
+    assert_same(reply_message(after), in_process(reference, "explain", EXPLAIN))
+
+
+def test_a_request_deadline_beyond_the_server_limit_is_capped_not_refused(served, reference):
+    fields = {**EXPLAIN, "deadline_seconds": 1e9}
+    assert_same(
+        reply_message(rest(served, "/explanations/tiny", fields).json()), in_process(reference, "explain", EXPLAIN)
+    )
+    bad = rest(served, "/explanations/tiny", {**EXPLAIN, "deadline_seconds": 0})
+    assert bad.status == 400 and bad.json()["message"].startswith("deadline_seconds: must be a positive number")

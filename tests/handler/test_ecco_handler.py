@@ -47,7 +47,8 @@ def handler(tmp_path_factory) -> ecco_handler.EccoHandler:
     archive = tmp_path_factory.mktemp("archive")
     tiny_model("llama").save_pretrained(archive / "model")
     tiny_tokenizer().save_pretrained(archive / "model")
-    context = Context("tiny", str(archive), {}, 4, None, "0.12.0", model_yaml_config={"handler": {"limits": LIMITS, "grpc_stream": True}})
+    settings = {"handler": {"limits": LIMITS, "grpc_stream": True}}  # the stream tests below need gRPC streams
+    context = Context("tiny", str(archive), {}, 4, None, "0.12.0", model_yaml_config=settings)
     service = ecco_handler.EccoHandler()
     service.initialize(context)
     return service

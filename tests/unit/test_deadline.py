@@ -98,7 +98,9 @@ def test_attribution_stops_between_chunks_and_the_explainer_serves_on(clock, exp
     with pytest.raises(DeadlineExceeded, match="during attribution:integrated_gradients"):
         list(events)
     # the next request is served, equal to a fresh explainer's answer (no hook, no state left behind)
-    unhurried = ExplainRequest(prompt=request.prompt, continuation=request.continuation, attribution=request.attribution)
+    unhurried = ExplainRequest(
+        prompt=request.prompt, continuation=request.continuation, attribution=request.attribution
+    )
     again = explainer.explain(unhurried)
     fresh = Explainer(tiny_model("llama"), tiny_tokenizer()).explain(unhurried)
     torch.testing.assert_close(
