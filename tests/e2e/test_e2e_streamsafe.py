@@ -9,18 +9,26 @@ against the in-process engine on the same folder.
 
 from __future__ import annotations
 
+import http.client
+import json
+import time
+import urllib.parse
+
 import grpc
 import pytest
 from conftest import LIMITS
 
 from ecco_engine import EngineLimits, Explainer
 from ecco_engine.loading import load_model
+from ecco_proto.ecco.v1 import ecco_pb2 as pb
+from ecco_proto.torchserve import inference_pb2
 from ts_calls import (
     EXPLAIN,
     GENERATE,
     assert_same,
     grpc_predict,
     grpc_stream_until_status,
+    grpc_stub,
     in_process,
     reply_message,
     request_message,
@@ -93,3 +101,47 @@ def test_a_request_deadline_beyond_the_server_limit_is_capped_not_refused(served
     )
     bad = rest(served, "/explanations/tiny", {**EXPLAIN, "deadline_seconds": 0})
     assert bad.status == 400 and bad.json()["message"].startswith("deadline_seconds: must be a positive number")
+
+
+#: abandoned work: ~100 s of integrated gradients on the tiny model without a deadline (measured
+#: in-process), stopped by its 3 s deadline instead
+ABANDONED = {
+    "prompt": "The capital of France is a city with many old buildings and",
+    "generation": {"max_new_tokens": 32},
+    "attribution": {"methods": ["integrated_gradients"], "n_steps": 128},
+    "stream": True,
+    "deadline_seconds": 3,
+}
+#: the follow-up's bound: the abandoned request's deadline, its last chunk and the follow-up itself
+SERVED_WITHIN_S = 30.0
+
+
+def _served_soon_after(served, reference) -> None:
+    started = time.perf_counter()
+    after = rest(served, "/explanations/tiny", EXPLAIN)
+    assert after.status == 200 and time.perf_counter() - started < SERVED_WITHIN_S
+    assert_same(reply_message(after.json()), in_process(reference, "explain", EXPLAIN))
+
+
+def test_a_closed_rest_stream_stops_by_its_deadline(served, reference):
+    """The worker cannot see the closed connection (docs/serving.md); the deadline bounds the waste."""
+    url = urllib.parse.urlsplit(served.server.inference_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    headers = {"content-type": "application/json", "authorization": f"Bearer {served.token}"}
+    connection.request("POST", "/explanations/tiny", json.dumps(ABANDONED), headers)
+    response = connection.getresponse()
+    assert response.status == 200 and "token" in json.loads(response.readline())
+    connection.close()  # the client goes away after the first event
+    _served_soon_after(served, reference)
+
+
+def test_a_cancelled_grpc_stream_stops_by_its_deadline(served, reference):
+    """``tiny`` opts in to gRPC streams; the cancel never reaches the worker, the deadline stops it."""
+    request = inference_pb2.PredictionsRequest(
+        model_name="tiny", input={"body": request_message("explain", ABANDONED).SerializeToString()}
+    )
+    call = grpc_stub(served).StreamPredictions(request, metadata=[("authorization", f"Bearer {served.token}")])
+    first = next(call)
+    assert pb.StreamEvent.FromString(first.prediction).HasField("token")
+    call.cancel()
+    _served_soon_after(served, reference)
