@@ -35,6 +35,8 @@ from ts_calls import (
     rest,
 )
 
+pytestmark = pytest.mark.slow  # starts TorchServe, as every e2e test
+
 MODEL = "tiny-nan"  # the default model-config (no grpc_stream)
 FOLLOW_UP_TIMEOUT_S = 30.0  # a model taken down hangs; a healthy one answers in well under a second
 
