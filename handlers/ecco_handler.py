@@ -13,7 +13,9 @@ metrics, the failure mapping), and this module sends what TorchServe needs sent 
   FAILED_PRECONDITION, 500 -> INTERNAL; also after streamed events: the call then ends with that
   status); inside a larger batch its reply carries the error;
 - every gRPC row gets the header ``ts_stream_next: false``, on which the frontend completes a
-  StreamPredictions call (a REST row must not: its reply would hang).
+  StreamPredictions call (a REST row must not: its reply would hang);
+- gRPC rows with ``stream`` are refused unless ``handler.grpc_stream`` opts in (``ecco_dataplane.grpc``:
+  the worker cannot tell StreamPredictions from Predictions, and a stream on Predictions kills the worker).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ts.handler_utils.utils import send_intermediate_predict_response
 from ts.utils.util import PredictionException
 
 import ecco_engine
-from ecco_dataplane import GRPC, DataPlane, Reply, Row, read_row
+from ecco_dataplane import GRPC, GRPC_STREAMING, KSERVE_V1, REST, DataPlane, Grpc, Reply, Row, Transport, read_row
 from ecco_engine import EngineLimits, Explainer
 from ecco_engine.loading import load_model, model_dtype, resolve_device
 from ecco_serving.metrics import initialize_model
@@ -41,6 +43,7 @@ class EccoHandler:
 
     def __init__(self) -> None:
         self.plane: DataPlane | None = None
+        self.transports: tuple[Transport, ...] = (REST, KSERVE_V1, GRPC)
 
     @property
     def initialized(self) -> bool:
@@ -62,6 +65,8 @@ class EccoHandler:
         device = resolve_device(settings.get("device"), context.system_properties.get("gpu_id"))
         # nested `internals:` limits; an unknown name fails here, at start-up, before the model loads
         limits = EngineLimits.from_mapping(settings.get("limits") or {})
+        if settings.get("grpc_stream", False):  # opt-in: see ecco_dataplane.grpc
+            self.transports = (REST, KSERVE_V1, GRPC_STREAMING)
         start = time.perf_counter()
         model, tokenizer = load_model(folder, dtype=dtype, device=device)
         self.plane = DataPlane(Explainer(model, tokenizer, limits=limits), context.model_name)
@@ -74,16 +79,19 @@ class EccoHandler:
     def handle(self, data: list[dict[str, Any]], context) -> list[bytes]:
         if len(data) > 1:
             logger.info("handling a batch of %d requests", len(data))
-        rows = [read_row(index, raw, context.get_all_request_header(index)) for index, raw in enumerate(data)]
+        rows = [
+            read_row(index, raw, context.get_all_request_header(index), self.transports)
+            for index, raw in enumerate(data)
+        ]
         replies = [self._serve(row, context) for row in rows]
-        lone = replies[0] if len(rows) == 1 and rows[0].transport is GRPC else None
+        lone = replies[0] if len(rows) == 1 and isinstance(rows[0].transport, Grpc) else None
         if lone is not None and lone.failure is not None:  # the only way to give a gRPC call a status
             raise PredictionException(lone.failure.message, lone.failure.status)
         for row, reply in zip(rows, replies, strict=True):
             context.set_response_content_type(row.index, reply.content_type)
             if reply.failure is not None and reply.as_status:
                 context.set_response_status(reply.failure.status, reply.failure.code, row.index)
-            if row.transport is GRPC:
+            if isinstance(row.transport, Grpc):
                 context.set_response_header(row.index, "ts_stream_next", "false")
         return [reply.body for reply in replies]
 

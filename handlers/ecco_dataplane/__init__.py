@@ -14,7 +14,7 @@ Adding a transport is one adapter file (and its entry in ``TRANSPORTS`` if Torch
 from __future__ import annotations
 
 from .calls import JSON_TYPE, PROTO_TYPE, Call, Reply, media_type, to_reply
-from .grpc import GRPC, Grpc
+from .grpc import GRPC, GRPC_STREAMING, Grpc
 from .kserve_v1 import KSERVE_V1, KServeV1
 from .plane import DataPlane, Job
 from .rest import REST, Rest
@@ -23,6 +23,7 @@ from .transport import Transport
 
 __all__ = [
     "GRPC",
+    "GRPC_STREAMING",
     "JSON_TYPE",
     "KSERVE_V1",
     "PROTO_TYPE",

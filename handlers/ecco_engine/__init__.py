@@ -5,7 +5,16 @@ TorchServe, gRPC, protobuf, HTTP or HTML. Entry point: ``Explainer(model, tokeni
 """
 
 from .attribution import AttributionRow
-from .errors import EngineError, InvalidRequest, LimitExceeded, NonFiniteResult, UnknownMethod, UnsupportedModel
+from .deadline import Deadline
+from .errors import (
+    DeadlineExceeded,
+    EngineError,
+    InvalidRequest,
+    LimitExceeded,
+    NonFiniteResult,
+    UnknownMethod,
+    UnsupportedModel,
+)
 from .explainer import EngineLimits, Explainer, GeneratedToken, StreamEvent
 from .grouping import CharSpan, GroupedView, GroupingParams, GroupUnit
 from .layout import LayoutOverride, ModelLayout, discover_layout
@@ -36,6 +45,8 @@ __all__ = [
     "AttributionRow",
     "CharSpan",
     "ChatMessage",
+    "Deadline",
+    "DeadlineExceeded",
     "EngineError",
     "EngineLimits",
     "ExplainRequest",

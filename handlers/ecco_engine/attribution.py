@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .budget import MemoryModel, plan
+from .deadline import NEVER, Deadline
 from .errors import InvalidRequest, NonFiniteResult
 from .layout import ModelLayout
 from .methods import GradientMethod, MethodCall, RowMethod, get_method
@@ -136,8 +137,11 @@ def _gradient_sums(
     memory: MemoryModel,
     budget: Budget,
     precision: Precision,
+    deadline: Deadline,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Yield ``(positions into indices, attributions (k, length, hidden))`` as each group of targets is final."""
+    """Yield ``(positions into indices, attributions (k, length, hidden))`` as each group of targets is final.
+
+    ``deadline`` is checked before every forward chunk and every backward group."""
     length = max(work.targets.positions[i] for i in indices)
     device = work.embeddings.device
     acc = accumulation_dtype(work.embeddings.dtype)
@@ -155,6 +159,7 @@ def _gradient_sums(
         for g in range(0, len(indices), cut.targets_per_backward)
     ]
     for start in range(0, n_points, cut.points_per_forward):
+        deadline.check(f"attribution:{method.name}")
         last_chunk = start + cut.points_per_forward >= n_points
         chunk = points.points[start : start + cut.points_per_forward].detach().requires_grad_()
         weights = points.weights[start : start + cut.points_per_forward].to(device=device)
@@ -165,6 +170,7 @@ def _gradient_sums(
         (head_grad,) = torch.autograd.grad(weighted, split.head_input)  # (rows, T, hidden)
         head_grad = head_grad.to(split.hidden.dtype)
         for g, group in enumerate(groups):
+            deadline.check(f"attribution:{method.name}")
             outputs = torch.zeros(len(group), *split.hidden.shape, dtype=split.hidden.dtype, device=device)
             for k, j in enumerate(group):
                 outputs[k, :, j] = head_grad[:, j]
@@ -184,11 +190,13 @@ def _gradient_sums(
 
 
 def _row_attributions(
-    method: RowMethod, work: _Work, indices: list[int], budget: Budget, precision: Precision
+    method: RowMethod, work: _Work, indices: list[int], budget: Budget, precision: Precision, deadline: Deadline
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Yield ``(positions into indices, attributions (k, length, hidden or 1))`` group by group."""
+    """Yield ``(positions into indices, attributions (k, length, hidden or 1))`` group by group
+    (``deadline`` checked before each group)."""
     positions = tuple(work.targets.positions[i] for i in indices)
     for group in _row_groups(positions, budget.token_budget):
+        deadline.check(f"attribution:{method.name}")
         chosen = [indices[g] for g in group]
         length = max(work.targets.positions[i] for i in chosen)
         rows = len(chosen)
@@ -242,11 +250,13 @@ def attribute_tokens(
     *,
     memory: MemoryModel,
     budget: Budget,
+    deadline: Deadline = NEVER,
 ) -> Attribution:
     """Attribute each target of ``targets`` to the tokens before it, with one method."""
     *_, result = iter_attribute_tokens(
-        model, layout, tokenizer, input_ids, targets, params, method_name, memory=memory, budget=budget
-    )
+        model, layout, tokenizer, input_ids, targets, params, method_name, memory=memory, budget=budget,
+        deadline=deadline,
+    )  # fmt: skip
     assert isinstance(result, Attribution)  # the generator's contract: its last item
     return result
 
@@ -262,11 +272,12 @@ def iter_attribute_tokens(
     *,
     memory: MemoryModel,
     budget: Budget,
+    deadline: Deadline = NEVER,
 ) -> Iterator[AttributionRow | Attribution]:
     """Like ``attribute_tokens``, yielding each ``AttributionRow`` once final, then the ``Attribution``.
 
     Without a completeness tolerance a row is final when its group is computed; with one, when
-    the tolerance loop is done.
+    the tolerance loop is done. Past ``deadline`` it raises ``DeadlineExceeded`` between chunks/groups.
     """
     method = get_method(method_name)
     device = layout.embedding.weight.device
@@ -345,7 +356,9 @@ def iter_attribute_tokens(
             if isinstance(method, GradientMethod):
                 n_points = n_steps if method.path_steps else 1
                 cost = cost + method_cost(method_name, n_points, length, len(pending))
-                for group, attributions in _gradient_sums(method, work, pending, n_steps, memory, budget, precision):
+                for group, attributions in _gradient_sums(
+                    method, work, pending, n_steps, memory, budget, precision, deadline
+                ):
                     chosen = [pending[g] for g in group]
                     store(chosen, attributions, n_steps)
                     if tolerance is None:
@@ -353,7 +366,7 @@ def iter_attribute_tokens(
             else:
                 assert isinstance(method, RowMethod)
                 cost = cost + method_cost(method_name, 1, length, len(pending))
-                for group, attributions in _row_attributions(method, work, pending, budget, precision):
+                for group, attributions in _row_attributions(method, work, pending, budget, precision, deadline):
                     chosen = [pending[g] for g in group]
                     store(chosen, attributions, n_steps)
                     yield from (row_of(i) for i in chosen)

@@ -53,6 +53,11 @@ class NonFiniteResult(EngineError):
     """A computation produced NaN or infinity; never returned silently."""
 
 
+class DeadlineExceeded(EngineError):
+    """The request's work ran past its deadline (``ExplainRequest.deadline_seconds`` or the server's);
+    it stopped between steps, so the worker is free for the next request."""
+
+
 @contextmanager
 def section(path: str) -> Iterator[None]:
     """Field errors raised in the block name their field within ``path`` (see ``InvalidRequest.within``)."""

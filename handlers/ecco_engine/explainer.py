@@ -16,6 +16,7 @@ from torch import nn
 
 from .attribution import AttributionRow, Budget, TargetSet, iter_attribute_tokens, method_cost
 from .budget import MemoryModel, plan
+from .deadline import Deadline
 from .errors import InvalidRequest, LimitExceeded, section
 from .generation import generate_ids, iter_generate
 from .input_size import check_input_size
@@ -80,6 +81,9 @@ class EngineLimits:
     memory_budget_bytes: int | None = None
     #: the most forward + backward token-rows a request's attribution may take, estimated before any work
     max_cost_token_rows: int = 2_000_000
+    #: seconds of work per request (deadline.py): the default and the cap of ``deadline_seconds``; None: none.
+    #: Well below TorchServe's ``responseTimeout`` (600 s), whose expiry restarts the worker instead.
+    deadline_seconds: float | None = 240.0
     internals: InternalsLimits = field(default_factory=InternalsLimits)
 
     @classmethod
@@ -246,11 +250,16 @@ class Explainer:
 
         Neuron interventions in ``request.internals`` apply to the generation."""
         self._check_interventions(request)
+        deadline = self._deadline(request)
         with (
             self._device_memory(),
             neuron_interventions(self.layout, request.internals.interventions, self.limits.internals),
         ):
-            return self._generate(request, _Timer())
+            return self._generate(request, _Timer(), deadline)
+
+    def _deadline(self, request: ExplainRequest) -> Deadline:
+        """The request's deadline from now: its ``deadline_seconds`` capped by the server's."""
+        return Deadline.capped(request.deadline_seconds, self.limits.deadline_seconds)
 
     def _given_ids(self, request: ExplainRequest) -> list[int] | None:
         """The continuation's ids (teacher forcing), or None to generate."""
@@ -270,7 +279,9 @@ class Explainer:
         )
         return (warning,) if warning else ()
 
-    def _generate(self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False) -> GenerationResult:
+    def _generate(
+        self, request: ExplainRequest, timer: _Timer, deadline: Deadline, *, attribute: bool = False
+    ) -> GenerationResult:
         with timer.stage("tokenize"):
             prompt = self.prompt_ids(request)
             given = self._given_ids(request)
@@ -281,7 +292,7 @@ class Explainer:
                 new_ids, reason = given, "given"
                 choices = teacher_forced_choices(self.model, prompt + new_ids, len(prompt), top_n)
             else:
-                out = generate_ids(self.model, prompt, request.generation, self._eos_ids(), self._decode)
+                out = generate_ids(self.model, prompt, request.generation, self._eos_ids(), self._decode, deadline)
                 new_ids, reason, choices = list(out.ids), out.finish_reason, out.choices
         with timer.stage("detokenize"):
             tokens = with_choices(self.tokenizer, token_pieces(self.tokenizer, prompt + new_ids), len(prompt), choices)
@@ -317,20 +328,20 @@ class Explainer:
 
     def _stream_generation(self, request: ExplainRequest) -> Iterator[StreamEvent]:
         self._check_interventions(request)
-        timer = _Timer()
+        timer, deadline = _Timer(), self._deadline(request)
         with (
             self._device_memory(),
             neuron_interventions(self.layout, request.internals.interventions, self.limits.internals),
         ):
-            generation = yield from self._generate_streaming(request, timer)
+            generation = yield from self._generate_streaming(request, timer, deadline)
         yield generation
 
     def _generate_streaming(
-        self, request: ExplainRequest, timer: _Timer, *, attribute: bool = False
+        self, request: ExplainRequest, timer: _Timer, deadline: Deadline, *, attribute: bool = False
     ) -> Generator[StreamEvent, None, GenerationResult]:
         """Yield ``GeneratedToken`` events; return the ``GenerationResult`` (``yield from`` value)."""
         if request.replays:
-            generation = self._generate(request, timer, attribute=attribute)
+            generation = self._generate(request, timer, deadline, attribute=attribute)
             for i, token in enumerate(generation.tokens[generation.prompt_length :]):
                 yield GeneratedToken.of(i, generation.prompt_length + i, token)
             return generation
@@ -341,7 +352,7 @@ class Explainer:
         tokens = [pieces.push(i) for i in prompt]
         reason = "length"
         with timer.stage("generation"):
-            for step in iter_generate(self.model, prompt, request.generation, self._eos_ids(), self._decode):
+            for step in iter_generate(self.model, prompt, request.generation, self._eos_ids(), self._decode, deadline):
                 token = pieces.push(step.token_id, last=step.finish_reason is not None)
                 tokens.append(with_choice(self.tokenizer, token, step.choice))
                 yield GeneratedToken.of(len(tokens) - 1 - len(prompt), len(tokens) - 1, tokens[-1])
@@ -382,12 +393,12 @@ class Explainer:
 
     def _run_on_device(self, request: ExplainRequest, *, stream: bool) -> Iterator[StreamEvent]:
         self._precheck(request)
-        timer = _Timer()
+        timer, deadline = _Timer(), self._deadline(request)
         with neuron_interventions(self.layout, request.internals.interventions, self.limits.internals):
             if stream:
-                generation = yield from self._generate_streaming(request, timer, attribute=True)
+                generation = yield from self._generate_streaming(request, timer, deadline, attribute=True)
             else:
-                generation = self._generate(request, timer, attribute=True)
+                generation = self._generate(request, timer, deadline, attribute=True)
             input_ids = [t.id for t in generation.tokens]
             groups = request_groups(self.tokenizer, request, generation)
             attributions: list[Attribution] = []
@@ -399,7 +410,7 @@ class Explainer:
                     with timer.stage(f"attribution:{name}"), section("attribution"):
                         for item in iter_attribute_tokens(
                             self.model, self.layout, self.tokenizer, input_ids, targets,
-                            attribution, name, memory=self.memory, budget=self.budget,
+                            attribution, name, memory=self.memory, budget=self.budget, deadline=deadline,
                         ):  # fmt: skip
                             if isinstance(item, Attribution):
                                 attributions.append(item)
@@ -407,6 +418,7 @@ class Explainer:
                                 yield item
             internals = None
             if request.internals.needs_forward:
+                deadline.check("internals")
                 with timer.stage("internals"), section("internals"):
                     internals = inspect_sequence(
                         self.model, self.layout, self.tokenizer, input_ids, generation.prompt_length,

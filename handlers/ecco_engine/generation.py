@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .deadline import NEVER, Deadline
 from .types import GenerationParams
 
 
@@ -82,12 +83,14 @@ def iter_generate(
     params: GenerationParams,
     eos_ids: set[int],
     decode: Callable[[list[int]], str],
+    deadline: Deadline = NEVER,
 ) -> Iterator[Step]:
     """Yield a ``Step`` for each new token (``params.top_n_tokens`` alternatives with it).
 
     One forward over the prompt, then one forward per token on the KV cache, under
     ``torch.inference_mode``. Sampling draws from a private ``torch.Generator`` seeded by
     ``params.seed`` so the same seed gives the same text regardless of other requests.
+    ``deadline`` is checked before every forward (``DeadlineExceeded``).
     """
     generator = None
     if params.do_sample:
@@ -100,6 +103,7 @@ def iter_generate(
         inputs = torch.tensor([prompt_ids], device=device)
         cache = None
         for step in range(params.max_new_tokens):
+            deadline.check("generation")
             kwargs: dict[str, object] = {cache_name: cache} if cache is not None else {}
             output = model(input_ids=inputs, use_cache=True, logits_to_keep=1, **kwargs)
             cache = _output_cache(output)
@@ -129,9 +133,10 @@ def generate_ids(
     params: GenerationParams,
     eos_ids: set[int],
     decode: Callable[[list[int]], str],
+    deadline: Deadline = NEVER,
 ) -> GeneratedIds:
     """All of ``iter_generate`` at once."""
-    steps = list(iter_generate(model, prompt_ids, params, eos_ids, decode))
+    steps = list(iter_generate(model, prompt_ids, params, eos_ids, decode, deadline))
     reason = next((s.finish_reason for s in reversed(steps) if s.finish_reason), "length")
     return GeneratedIds(
         ids=tuple(s.token_id for s in steps), finish_reason=reason, choices=tuple(s.choice for s in steps)

@@ -220,8 +220,14 @@ class ExplainRequest:
     internals: InternalsParams = field(default_factory=InternalsParams)
     #: roll the attributions up to words, character spans or chat turns (``grouping.py``)
     grouping: GroupingParams = field(default_factory=GroupingParams)
+    #: seconds of work allowed (> 0); None: the server's ``EngineLimits.deadline_seconds``, which also caps it
+    deadline_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        if self.deadline_seconds is not None and not 0 < self.deadline_seconds < math.inf:
+            raise InvalidRequest(
+                "deadline_seconds", f"must be a positive number of seconds, got {self.deadline_seconds}"
+            )
         if (self.prompt is None) == (not self.messages):
             raise InvalidRequest("prompt", "give exactly one of 'prompt' and 'messages'")
         if self.prompt is not None and (not isinstance(self.prompt, str) or not self.prompt):

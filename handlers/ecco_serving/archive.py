@@ -61,6 +61,8 @@ class ArchiveSettings:
     job_queue_size: int | None = None
     #: engine limits: ``{"max_n_steps": 128, "internals.max_top_k": 10}`` or ``{"internals": {...}}``
     limits: Mapping[str, Any] | None = None
+    #: ``handler.grpc_stream``: stream gRPC requests that ask for it (see handlers/model-config.yaml)
+    grpc_stream: bool | None = None
 
 
 def model_config(settings: ArchiveSettings, template: Path = CONFIG_TEMPLATE) -> dict[str, Any]:
@@ -76,6 +78,8 @@ def model_config(settings: ArchiveSettings, template: Path = CONFIG_TEMPLATE) ->
         config["responseTimeout"] = settings.response_timeout_s
     if settings.job_queue_size is not None:
         config["jobQueueSize"] = settings.job_queue_size
+    if settings.grpc_stream is not None:
+        config["handler"]["grpc_stream"] = settings.grpc_stream
     if settings.limits:
         _override_limits(config["handler"]["limits"], settings.limits)
     return config

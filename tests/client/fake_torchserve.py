@@ -4,9 +4,10 @@ Both carry calls to ``ecco_dataplane`` (the real ``DataPlane`` and transport ada
 does) and add only what TorchServe's frontend adds:
 
 - gRPC: a servicer of TorchServe's ``InferenceAPIsService`` (the generated stubs of protos/torchserve)
-  carrying ``input["body"]`` over the gRPC adapter; a failure is the call's status, as for a TorchServe
-  call alone in its batch. Model ``tiny-batched`` answers like a row of a multi-row TorchServe batch: a
-  failure is an OK call whose reply carries ``error``.
+  carrying ``input["body"]`` over the gRPC adapter (opted in to streaming: ``GRPC_STREAMING``); a
+  failure is the call's status, as for a TorchServe call alone in its batch. Model ``tiny-batched``
+  answers like a row of a multi-row TorchServe batch: a failure is an OK call whose reply carries
+  ``error``.
 - REST: an ``http.server`` with TorchServe's paths (/predictions, /explanations over the REST adapter,
   KServe v1 over the KServe adapter, /ping); stream events go out as the lines of one response.
 Both require ``Authorization: Bearer <TOKEN>``. They stand in for TorchServe until the end-to-end tests
@@ -22,7 +23,7 @@ from http.server import BaseHTTPRequestHandler
 
 import grpc
 
-from ecco_dataplane import GRPC, KSERVE_V1, REST, Call, DataPlane, Reply, Transport, media_type
+from ecco_dataplane import GRPC_STREAMING, KSERVE_V1, REST, Call, DataPlane, Reply, Transport, media_type
 from ecco_engine import Explainer
 from ecco_proto import INPUT_KEY
 from ecco_proto.torchserve import inference_pb2, inference_pb2_grpc
@@ -56,7 +57,7 @@ class Servicer(inference_pb2_grpc.InferenceAPIsServiceServicer):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "Token Authorization failed")
         if request.model_name not in (MODEL, BATCHED_MODEL):
             context.abort(grpc.StatusCode.NOT_FOUND, f"Model not found: {request.model_name}")
-        for reply in self.backend.serve(GRPC, Call(request.input.get(INPUT_KEY))):
+        for reply in self.backend.serve(GRPC_STREAMING, Call(request.input.get(INPUT_KEY))):
             if reply.failure is not None and request.model_name != BATCHED_MODEL:
                 context.abort(getattr(grpc.StatusCode, reply.failure.code), reply.failure.message)
             yield reply.body

@@ -2,9 +2,11 @@
 
 Two archives (one worker each, batchSize 4 so concurrent requests batch):
 
-- ``tiny``: a random tiny Llama with the tiny tokenizer;
+- ``tiny``: a random tiny Llama with the tiny tokenizer; it opts in to gRPC streaming
+  (``handler.grpc_stream``), so the tests never send it ``stream`` on a ``Predictions`` call;
 - ``tiny-nan``: the same model with NaN weights in one MLP, to provoke the errors a healthy model does
   not have: a NaN attribution (422) and a crash inside the engine (sampling from NaN probabilities, 500).
+  It keeps the default (gRPC ``stream`` refused), the setting any client may meet.
 
 TorchServe runs from a temporary run directory (pid file, worker sockets, key file, logs), so it never
 meets a TorchServe a developer is running; it is stopped at the end of the session and every process
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -34,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: internals.max_activation_elements: a prompt of ~10 tokens (2 blocks x 64 neurons) fits, ~40 do not
 LIMITS = {"max_new_tokens": 32, "max_n_steps": 128, "internals": {"max_activation_elements": 4096}}
 BATCH = ArchiveSettings(workers=1, batch_size=4, max_batch_delay_ms=100, response_timeout_s=120, limits=LIMITS)
+SETTINGS = {"tiny": replace(BATCH, grpc_stream=True), "tiny-nan": BATCH}
 
 
 def _save(model, folder: Path) -> Path:
@@ -54,7 +58,7 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory, model_dirs) -> Iterator[Served]:
     store = tmp_path_factory.mktemp("store")
-    archives = {name: build_archive(folder, store, name, BATCH).name for name, folder in model_dirs.items()}
+    archives = {name: build_archive(folder, store, name, SETTINGS[name]).name for name, folder in model_dirs.items()}
     run_dir = tmp_path_factory.mktemp("run")
     ports = free_ports(7)
     config = config_with_ports(REPO / "config.properties", run_dir / "config.properties", Ports(*ports[:6]))

@@ -87,7 +87,7 @@ def _channel_stub(target: str) -> inference_pb2_grpc.InferenceAPIsServiceStub:
     return inference_pb2_grpc.InferenceAPIsServiceStub(grpc.insecure_channel(target))
 
 
-def _stub(served: Served) -> inference_pb2_grpc.InferenceAPIsServiceStub:
+def grpc_stub(served: Served) -> inference_pb2_grpc.InferenceAPIsServiceStub:
     """One channel per server for the whole session (as a real client keeps its connection)."""
     return _channel_stub(served.server.grpc_target)
 
@@ -97,10 +97,12 @@ def _metadata(served: Served, token: str | None) -> list[tuple[str, str]]:
     return [] if token is None else [("authorization", f"Bearer {token}")]
 
 
-def grpc_predict(served: Served, model: str, body: bytes, *, token: str | None = "") -> bytes:
+def grpc_predict(
+    served: Served, model: str, body: bytes, *, token: str | None = "", timeout: float = TIMEOUT_S
+) -> bytes:
     """``Predictions`` with ``body`` under input key "body"; raises ``grpc.RpcError`` on a status."""
     request = inference_pb2.PredictionsRequest(model_name=model, input={"body": body})
-    return _stub(served).Predictions(request, metadata=_metadata(served, token), timeout=TIMEOUT_S).prediction
+    return grpc_stub(served).Predictions(request, metadata=_metadata(served, token), timeout=timeout).prediction
 
 
 def grpc_stream(served: Served, model: str, body: bytes, *, token: str | None = "") -> list[bytes]:
@@ -116,7 +118,7 @@ def grpc_stream_until_status(
 ) -> tuple[list[bytes], grpc.RpcError | None]:
     """``StreamPredictions``: the messages received, and the error status that ended the call (or None)."""
     request = inference_pb2.PredictionsRequest(model_name=model, input={"body": body})
-    replies = _stub(served).StreamPredictions(request, metadata=_metadata(served, token), timeout=TIMEOUT_S)
+    replies = grpc_stub(served).StreamPredictions(request, metadata=_metadata(served, token), timeout=TIMEOUT_S)
     received: list[bytes] = []
     try:
         for reply in replies:

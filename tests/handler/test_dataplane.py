@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 import ecco_dataplane.plane
 from ecco_codec import Failure
-from ecco_dataplane import GRPC, KSERVE_V1, REST, Call, DataPlane, Reply, Transport, read_row, to_reply
+from ecco_dataplane import GRPC, GRPC_STREAMING, KSERVE_V1, REST, Call, DataPlane, Reply, Transport, read_row, to_reply
 from ecco_engine import EngineLimits, Explainer, InvalidRequest
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 from ecco_serving.metrics import EccoMetrics, ObservedRequest
@@ -66,10 +66,19 @@ def test_serve_ends_with_one_final_reply(plane) -> None:
 
 def test_a_stream_sends_its_events_before_the_final_reply(plane) -> None:
     request = pb.ExplainRequest(prompt="x", generation=pb.GenerationParams(max_new_tokens=2), stream=True)
-    replies = list(plane.serve(GRPC, Call(request.SerializeToString())))
+    replies = list(plane.serve(GRPC_STREAMING, Call(request.SerializeToString())))
     assert [r.final for r in replies] == [False] * (len(replies) - 1) + [True] and len(replies) > 1
     events = [pb.StreamEvent.FromString(r.body) for r in replies]
     assert {e.WhichOneof("event") for e in events[:-1]} == {"token"} and events[-1].HasField("generate_summary")
+
+
+def test_grpc_refuses_stream_unless_the_model_opts_in(plane) -> None:
+    """The worker cannot tell StreamPredictions from Predictions: by default one message, never a stream."""
+    request = pb.ExplainRequest(prompt="x", generation=pb.GenerationParams(max_new_tokens=2), stream=True)
+    (reply,) = plane.serve(GRPC, Call(request.SerializeToString()))
+    assert reply.final and reply.failure is not None and reply.failure[:2] == (400, "INVALID_ARGUMENT")
+    assert reply.failure.message.startswith("stream: not served over gRPC by this model")
+    assert pb.StreamEvent.FromString(reply.body).error.code == 3  # the reply carries it too (batched rows)
 
 
 def test_a_failure_is_mapped_once_and_handed_to_the_metrics(plane, registry, monkeypatch) -> None:

@@ -47,7 +47,8 @@ def handler(tmp_path_factory) -> ecco_handler.EccoHandler:
     archive = tmp_path_factory.mktemp("archive")
     tiny_model("llama").save_pretrained(archive / "model")
     tiny_tokenizer().save_pretrained(archive / "model")
-    context = Context("tiny", str(archive), {}, 4, None, "0.12.0", model_yaml_config={"handler": {"limits": LIMITS}})
+    settings = {"handler": {"limits": LIMITS, "grpc_stream": True}}  # the stream tests below need gRPC streams
+    context = Context("tiny", str(archive), {}, 4, None, "0.12.0", model_yaml_config=settings)
     service = ecco_handler.EccoHandler()
     service.initialize(context)
     return service
@@ -240,6 +241,21 @@ def test_generate_stream_sends_tokens_then_the_summary(handler, streamed):
 def test_without_the_flag_nothing_is_streamed(handler, streamed):
     replies, _ = run(handler, [grpc_row(EXPLAIN, pb.EXPLAIN)])
     assert not streamed and pb.ExplainResponse.FromString(replies[0]).attributions
+
+
+def test_grpc_stream_is_refused_by_default(tmp_path, streamed):
+    """Without ``handler.grpc_stream`` a gRPC row never streams: a stream on Predictions kills the worker."""
+    tiny_model("llama").save_pretrained(tmp_path / "model")
+    tiny_tokenizer().save_pretrained(tmp_path / "model")
+    default = ecco_handler.EccoHandler()
+    default.initialize(Context("tiny", str(tmp_path), {}, 1, None, "0.12.0", model_yaml_config={"handler": {}}))
+    with pytest.raises(PredictionException) as raised:
+        run(default, [grpc_row({**GENERATE, "stream": True})])
+    assert raised.value.error_code == 400 and raised.value.message.startswith("stream: ")
+    assert not streamed
+    replies, context = run(default, [grpc_row(GENERATE)])  # without the flag: served as before
+    assert pb.GenerateResponse.FromString(replies[0]).generated_text
+    assert context.get_response_headers(0)["ts_stream_next"] == "false"
 
 
 def test_rest_stream_is_json_lines(handler, streamed):
