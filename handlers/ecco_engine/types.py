@@ -140,6 +140,13 @@ class AttributionParams:
     max_n_steps: int = 512
     #: dtype of the attribution passes (autocast); float32 is exact to Captum's float32 result
     precision: Precision = Precision.FLOAT32
+    #: sampled methods (shapley_value_sampling, kernel_shap, gradient_shap): samples to draw; None: each
+    #: method's own default
+    n_samples: int | None = None
+    #: sampled methods: the seed of their random draws (the same seed gives the same attribution)
+    seed: int = 0
+    #: gradient_shap: standard deviation of the Gaussian noise added to the input embeddings (embedding units)
+    stdevs: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _enum(TargetKind, self.target, "target"))
@@ -167,6 +174,13 @@ class AttributionParams:
                 raise InvalidRequest("positions", f"must be integers >= 0, got {list(self.positions)}")
         if self.completeness_tolerance is not None:
             _check_range("completeness_tolerance", self.completeness_tolerance, 1e-12, 1e6)
+        if self.n_samples is not None and (
+            isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1
+        ):
+            raise InvalidRequest("n_samples", f"must be an integer >= 1, got {self.n_samples!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise InvalidRequest("seed", f"must be an integer in 0..{2**32 - 1}, got {self.seed!r}")
+        _check_range("stdevs", self.stdevs, 0.0, 1e3)
 
 
 @dataclass(frozen=True)
@@ -272,6 +286,9 @@ class Attribution:
     baseline_scores: np.ndarray | None = None
     #: IG only: sum(attributions) - (f(input) - f(baseline)), (n_targets,)
     convergence_deltas: np.ndarray | None = None
+    #: sampled methods only: samples drawn per explained token, and the seed of the draws
+    n_samples: int | None = None
+    seed: int | None = None
     #: the dtype the passes ran in, and the work they took
     precision: Precision = Precision.FLOAT32
     cost: AttributionCost = field(default_factory=AttributionCost)
