@@ -225,9 +225,7 @@ def _attention_rows(
 ) -> torch.Tensor:
     """Every target's row ``(n_targets, n_sources, 1)`` from one forward's attention weights."""
     every = list(range(len(work.targets.positions)))
-    attentions = attention_weights(
-        model, layout.unembedding, work.embeddings, len(layout.blocks), budget.memory_bytes
-    )
+    attentions = attention_weights(model, layout.unembedding, work.embeddings, len(layout.blocks), budget.memory_bytes)
     return method.combine(attentions, work.positions(every)).unsqueeze(-1)
 
 
@@ -249,7 +247,9 @@ def method_cost(
     forward = (2 if method.has_convergence_delta else 1) * length if scoring else 0
     if isinstance(method, GradientMethod):
         points = method.n_points(n_steps, params)
-        return AttributionCost(forward_token_rows=forward + points * length, backward_token_rows=points * length * len(positions))
+        return AttributionCost(
+            forward_token_rows=forward + points * length, backward_token_rows=points * length * len(positions)
+        )
     if isinstance(method, AttentionMethod):
         return AttributionCost(forward_token_rows=forward + length)
     assert isinstance(method, RowMethod)

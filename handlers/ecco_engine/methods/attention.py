@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,15 +21,16 @@ from .base import AttentionMethod, register
 @contextmanager
 def eager_attention(model: nn.Module) -> Iterator[None]:
     """The model on the eager attention path for the block; its own implementation restored after it."""
-    previous = model.config._attn_implementation
+    hf: Any = model  # a Hugging Face PreTrainedModel
+    previous = hf.config._attn_implementation
     if previous == "eager":
         yield
         return
-    model.set_attn_implementation("eager")
+    hf.set_attn_implementation("eager")
     try:
         yield
     finally:
-        model.set_attn_implementation(previous)
+        hf.set_attn_implementation(previous)
 
 
 @contextmanager
@@ -47,7 +49,7 @@ def _last_position_only(unembedding: nn.Module) -> Iterator[None]:
 
 def attention_bytes(model: nn.Module, n_layers: int, length: int) -> int:
     """The float32 bytes of every layer's attention weights over ``length`` tokens."""
-    heads = int(getattr(model.config, "num_attention_heads", 1))
+    heads = int(getattr(model.config, "num_attention_heads", 1) or 1)
     return n_layers * heads * length * length * 4
 
 
