@@ -67,6 +67,9 @@ class Attribution:
     integration: str | None = None
     #: target "contrastive" only
     contrast_token_id: int | None = None
+    #: sampled methods only (shapley_value_sampling, kernel_shap, gradient_shap)
+    n_samples: int | None = None
+    sampling_seed: int | None = None
 
     @classmethod
     def from_proto(cls, a: pb.Attribution) -> Attribution:
@@ -84,6 +87,8 @@ class Attribution:
             baseline=a.baseline if a.HasField("baseline") else None,
             integration=enum_name(pb.Integration.DESCRIPTOR, a.integration),
             contrast_token_id=a.contrast_token_id if a.HasField("contrast_token_id") else None,
+            n_samples=a.n_samples if a.HasField("n_samples") else None,
+            sampling_seed=a.sampling_seed if a.HasField("sampling_seed") else None,
         )
 
     def row(self, position: int) -> tuple[float, ...]:

@@ -64,6 +64,10 @@ def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
         message.baseline = a.baseline
     if a.contrast_token_id is not None:
         message.contrast_token_id = a.contrast_token_id
+    if a.n_samples is not None:
+        message.n_samples = a.n_samples
+    if a.sampling_seed is not None:
+        message.sampling_seed = a.sampling_seed
     return message
 
 

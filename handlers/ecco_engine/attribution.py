@@ -205,7 +205,7 @@ def _row_attributions(
             forward_args=(work.positions(chosen), work.token_ids(chosen), work.contrast(chosen)),
             rows_per_forward=max(1, budget.token_budget // length),
             n_samples=n_samples,
-            seed=work.params.seed,
+            seed=work.params.sampling_seed,
         )
         with autocast(precision, work.embeddings.device), torch.no_grad():
             attributions = method.attribute(work.forward.per_row, call)
@@ -351,7 +351,7 @@ def iter_attribute_tokens(
             contrast_token_id=targets.contrast_id if params.target is TargetKind.CONTRASTIVE else None,
             baseline=params.baseline if method.needs_baseline else None,
             n_samples=method.n_samples(params),
-            seed=params.seed if method.sampled else None,
+            sampling_seed=params.sampling_seed if method.sampled else None,
             n_steps=tuple(steps_used) if method.path_steps else None,
             integration=params.integration if method.path_steps else None,
             baseline_scores=baseline_scores.double().cpu().numpy() if baseline_scores is not None else None,

@@ -144,7 +144,7 @@ class AttributionParams:
     #: method's own default
     n_samples: int | None = None
     #: sampled methods: the seed of their random draws (the same seed gives the same attribution)
-    seed: int = 0
+    sampling_seed: int = 0
     #: gradient_shap: standard deviation of the Gaussian noise added to the input embeddings (embedding units)
     stdevs: float = 0.0
 
@@ -178,8 +178,9 @@ class AttributionParams:
             isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1
         ):
             raise InvalidRequest("n_samples", f"must be an integer >= 1, got {self.n_samples!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise InvalidRequest("seed", f"must be an integer in 0..{2**32 - 1}, got {self.seed!r}")
+        seed = self.sampling_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise InvalidRequest("sampling_seed", f"must be an integer in 0..{2**32 - 1}, got {seed!r}")
         _check_range("stdevs", self.stdevs, 0.0, 1e3)
 
 
@@ -288,7 +289,7 @@ class Attribution:
     convergence_deltas: np.ndarray | None = None
     #: sampled methods only: samples drawn per explained token, and the seed of the draws
     n_samples: int | None = None
-    seed: int | None = None
+    sampling_seed: int | None = None
     #: the dtype the passes ran in, and the work they took
     precision: Precision = Precision.FLOAT32
     cost: AttributionCost = field(default_factory=AttributionCost)

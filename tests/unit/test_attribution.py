@@ -57,7 +57,7 @@ def _occlusion(model, forward, prefix, base, params):
 
 
 def _shapley_value_sampling(model, forward, prefix, base, params):
-    torch.manual_seed(params.seed)
+    torch.manual_seed(params.sampling_seed)
     mask = torch.arange(prefix.shape[1]).view(1, -1, 1)  # one feature per token
     attributions = ShapleyValueSampling(forward).attribute(
         prefix, baselines=base, feature_mask=mask, n_samples=params.n_samples
@@ -68,7 +68,7 @@ def _shapley_value_sampling(model, forward, prefix, base, params):
 def _kernel_shap(model, forward, prefix, base, params):
     if prefix.shape[1] == 1:  # Captum cannot sample one feature; its Shapley value is f(input) - f(baseline)
         return (forward(prefix) - forward(base)).view(1, 1, 1), None
-    torch.manual_seed(params.seed)
+    torch.manual_seed(params.sampling_seed)
     mask = torch.arange(prefix.shape[1]).view(1, -1, 1)
     return KernelShap(forward).attribute(prefix, baselines=base, feature_mask=mask, n_samples=params.n_samples)[
         ..., :1
@@ -76,8 +76,8 @@ def _kernel_shap(model, forward, prefix, base, params):
 
 
 def _gradient_shap(model, forward, prefix, base, params):
-    torch.manual_seed(params.seed)  # the noise
-    np.random.seed(params.seed)  # the baseline draw and the interpolation coefficients
+    torch.manual_seed(params.sampling_seed)  # the noise
+    np.random.seed(params.sampling_seed)  # the baseline draw and the interpolation coefficients
     shap = GradientShap(forward).attribute(prefix, baselines=base, n_samples=params.n_samples, stdevs=params.stdevs)
     return shap, None
 
@@ -184,7 +184,7 @@ def test_every_method_equals_direct_captum(arch, method):
     # gradient is round-off: compare gradients by their norm
     aggregation = "l2" if method == "saliency" else "sum"
     params = AttributionParams(
-        methods=(method,), n_steps=16, n_samples=5, seed=3, aggregation=aggregation, target="log_probability"
+        methods=(method,), n_steps=16, n_samples=5, sampling_seed=3, aggregation=aggregation, target="log_probability"
     )
     result = explain(model, params)
     ids = [t.id for t in result.generation.tokens]

@@ -54,11 +54,16 @@ def test_gradient_shap_with_noise_equals_captum_on_the_longest_prefix():
     """Every target shares one noise draw over the longest prefix: the last target's is exactly Captum's."""
     model, tokenizer = tiny_model("llama", seed=1), tiny_tokenizer()
     params = AttributionParams(
-        methods=("gradient_shap",), n_samples=6, stdevs=0.05, seed=11, aggregation="sum", target="log_probability"
+        methods=("gradient_shap",),
+        n_samples=6,
+        stdevs=0.05,
+        sampling_seed=11,
+        aggregation="sum",
+        target="log_probability",
     )
     explanation = explain(model, params)
     ours = explanation.attributions[0]
-    assert (ours.n_samples, ours.seed) == (6, 11)
+    assert (ours.n_samples, ours.sampling_seed) == (6, 11)
     ids = [t.id for t in explanation.generation.tokens]
     last = ours.target_positions[-1]
     embedding = model.get_input_embeddings()
@@ -70,8 +75,8 @@ def test_gradient_shap_with_noise_equals_captum_on_the_longest_prefix():
         logits = model(inputs_embeds=x).logits[:, -1, :]
         return target_function(params.target, logits, token.expand(x.shape[0]), token.expand(x.shape[0]))
 
-    torch.manual_seed(params.seed)
-    np.random.seed(params.seed)
+    torch.manual_seed(params.sampling_seed)
+    np.random.seed(params.sampling_seed)
     captum = GradientShap(forward).attribute(prefix, baselines=base, n_samples=6, stdevs=0.05)
     assert_rows_close(ours.scores[-1:], captum.sum(dim=-1).detach().double().numpy(), rel=1e-4)
     quiet = explain(model, replace(params, stdevs=0.0)).attributions[0]
@@ -81,14 +86,14 @@ def test_gradient_shap_with_noise_equals_captum_on_the_longest_prefix():
 @pytest.mark.parametrize("method", SAMPLED)
 def test_sampled_methods_are_seeded_and_leave_the_global_generators_alone(method):
     model = tiny_model("gpt2", seed=2)
-    params = AttributionParams(methods=(method,), n_samples=4, seed=5, stdevs=0.02, aggregation="sum")
+    params = AttributionParams(methods=(method,), n_samples=4, sampling_seed=5, stdevs=0.02, aggregation="sum")
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
     first = explain(model, params).attributions[0]
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
     again = explain(model, params).attributions[0]
     np.testing.assert_array_equal(first.scores, again.scores)
-    other = explain(model, replace(params, seed=6)).attributions[0]
+    other = explain(model, replace(params, sampling_seed=6)).attributions[0]
     assert not np.allclose(first.scores, other.scores)
 
 
@@ -171,7 +176,14 @@ def test_attention_weights_beyond_the_memory_budget_are_refused():
 
 @pytest.mark.parametrize(
     "field,value",
-    [("n_samples", 0), ("n_samples", 2.5), ("seed", -1), ("seed", 2**32), ("stdevs", -0.1), ("stdevs", float("nan"))],
+    [
+        ("n_samples", 0),
+        ("n_samples", 2.5),
+        ("sampling_seed", -1),
+        ("sampling_seed", 2**32),
+        ("stdevs", -0.1),
+        ("stdevs", float("nan")),
+    ],
 )
 def test_sampling_knobs_are_checked(field, value):
     with pytest.raises(InvalidRequest, match=field):
@@ -180,9 +192,9 @@ def test_sampling_knobs_are_checked(field, value):
 
 def test_methods_that_draw_nothing_report_no_samples_or_seed():
     model = tiny_model("gpt2")
-    explanation = explain(model, AttributionParams(methods=("occlusion", "kernel_shap"), n_samples=3, seed=9))
+    explanation = explain(model, AttributionParams(methods=("occlusion", "kernel_shap"), n_samples=3, sampling_seed=9))
     occlusion, kernel_shap = explanation.attributions
-    assert (occlusion.n_samples, occlusion.seed) == (None, None)
-    assert (kernel_shap.n_samples, kernel_shap.seed) == (3, 9)
+    assert (occlusion.n_samples, occlusion.sampling_seed) == (None, None)
+    assert (kernel_shap.n_samples, kernel_shap.sampling_seed) == (3, 9)
     default = explain(model, AttributionParams(methods=("kernel_shap",))).attributions[0]
     assert default.n_samples == REGISTRY["kernel_shap"].default_n_samples

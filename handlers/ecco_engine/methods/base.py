@@ -9,7 +9,7 @@ Capabilities are class attributes, the way Captum's ``has_convergence_delta`` an
 - ``has_convergence_delta``: it reports ``sum(attributions) - (f(input) - f(baseline))`` per row;
 - ``needs_gradients``: it backpropagates (else forwards only);
 - ``sampled``: it draws ``attribution.n_samples`` random samples (``default_n_samples`` when not given),
-  seeded by ``attribution.seed``: the same seed gives the same numbers, and the global random state is
+  seeded by ``attribution.sampling_seed``: the same seed gives the same numbers, and the global random state is
   left as it was;
 - ``batching``: how the targets of one request share work (``Batching``).
 

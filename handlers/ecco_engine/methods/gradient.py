@@ -62,8 +62,9 @@ class GradientShapMethod(GradientMethod):
     ``n_samples`` samples, Gaussian noise (``attribution.stdevs``) on the input embeddings and a uniform
     random point between the baseline and the noisy input; the mean of gradient x (noisy input - baseline).
 
-    The draws are Captum's, from ``attribution.seed``: noise ``torch.normal`` ``(n_samples, n_sources, hidden)``
-    on the embeddings' device, then baseline choice and coefficients from ``numpy.random.RandomState(seed)``.
+    The draws are Captum's, from ``attribution.sampling_seed``: noise ``torch.normal``
+    ``(n_samples, n_sources, hidden)`` on the embeddings' device, then the baseline choice and the
+    coefficients from ``numpy.random.RandomState(sampling_seed)``.
     Every target shares one draw over the longest prefix (one shared forward), so the last target equals
     Captum seeded alike exactly, and an earlier target at position ``t`` uses the first ``t`` positions of
     the same noise (equal to Captum for every target when ``stdevs`` is 0).
@@ -72,7 +73,7 @@ class GradientShapMethod(GradientMethod):
     name = "gradient_shap"
     description = (
         "GradientSHAP (Lundberg & Lee 2017; Captum GradientShap): expected gradient x (noisy input - baseline)"
-        " at random points between the baseline and the input; n_samples, stdevs, seed"
+        " at random points between the baseline and the input; n_samples, stdevs, sampling_seed"
     )
     needs_baseline = True
     sampled = True
@@ -86,10 +87,10 @@ class GradientShapMethod(GradientMethod):
     def gradient_points(self, inputs, baselines, n_steps, params):
         assert baselines is not None  # needs_baseline
         n = self.n_points(n_steps, params)
-        generator = torch.Generator(device=inputs.device).manual_seed(params.seed)
+        generator = torch.Generator(device=inputs.device).manual_seed(params.sampling_seed)
         stdev = torch.tensor(params.stdevs, device=inputs.device).repeat(n, *inputs.shape)
         noisy = inputs.unsqueeze(0) + torch.normal(0, stdev, generator=generator)  # (n, n_sources, hidden)
-        draws = np.random.RandomState(params.seed)
+        draws = np.random.RandomState(params.sampling_seed)
         baselines = baselines.unsqueeze(0)[draws.choice(1, n).tolist()]  # a distribution of one baseline
         alpha = torch.tensor(draws.uniform(0.0, 1.0, n), dtype=inputs.dtype, device=inputs.device).view(-1, 1, 1)
         return GradientPoints(
