@@ -156,12 +156,12 @@ class AttentionMethod(AttributionMethod):
 
 
 @contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Torch's global generators (CPU, and ``device``'s when it is a GPU) seeded with ``seed`` inside the
-    block and restored after it: Captum's samplers draw from the global generators."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
-        torch.manual_seed(seed)
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's global CPU generator seeded with ``seed`` inside the block and restored after it: Captum's
+    samplers (``ShapleyValueSampling``'s permutations, ``KernelShap``'s subsets) draw from it, on the CPU
+    whatever the model's device."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
         yield
 
 

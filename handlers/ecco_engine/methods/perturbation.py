@@ -57,7 +57,7 @@ class ShapleyValueSamplingMethod(RowMethod):
     default_n_samples = 8
 
     def attribute(self, forward, call):
-        with seeded(call.seed, call.inputs.device):
+        with seeded(call.seed):
             attributions = ShapleyValueSampling(forward).attribute(
                 call.inputs,
                 baselines=call.baselines,
@@ -89,7 +89,7 @@ class KernelShapMethod(RowMethod):
         if call.inputs.shape[1] == 1:  # one token: its Shapley value is exact (Captum cannot sample one feature)
             change = forward(call.inputs, *call.forward_args) - forward(call.baselines, *call.forward_args)
             return change.view(-1, 1, 1)
-        with seeded(call.seed, call.inputs.device):
+        with seeded(call.seed):
             attributions = KernelShap(forward).attribute(
                 call.inputs,
                 baselines=call.baselines,
