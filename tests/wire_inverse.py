@@ -70,6 +70,10 @@ def to_proto_request(
         attribution.contrast_token_id = a.contrast_token
     if a.completeness_tolerance is not None:
         attribution.completeness_tolerance = a.completeness_tolerance
+    if a.n_samples is not None:
+        attribution.n_samples = a.n_samples
+    attribution.sampling_seed = a.sampling_seed
+    attribution.stdevs = a.stdevs
     message = pb.ExplainRequest(
         kind=wire_enum(pb.RequestKind.DESCRIPTOR, kind),
         messages=[pb.ChatMessage(role=m.role, content=m.content) for m in request.messages],

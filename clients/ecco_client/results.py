@@ -92,6 +92,9 @@ class Attribution:
     #: the dtype the passes ran in ("float32", "bfloat16", "float16"), and the work they took
     precision: str | None = None
     cost: Cost = field(default_factory=Cost)
+    #: sampled methods only (shapley_value_sampling, kernel_shap, gradient_shap)
+    n_samples: int | None = None
+    sampling_seed: int | None = None
 
     @classmethod
     def from_proto(cls, a: pb.Attribution) -> Attribution:

@@ -66,6 +66,8 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
             options.append(f"steps {max(a.n_steps)}")
         if a.precision not in (None, "float32"):
             options.append(f"precision {a.precision}")
+        if a.n_samples is not None:
+            options.append(f"samples {a.n_samples}, seed {a.sampling_seed}")
         lines += ["", f"{a.method} ({', '.join(options)})"]
         has_delta = bool(a.convergence_deltas)
         lines.append(

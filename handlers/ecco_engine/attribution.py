@@ -12,7 +12,9 @@ are sized by the memory budget (``budget.plan``). A row is final (and streamed) 
 backward over the last points is done.
 
 Methods that cannot share a forward (``Batching.PER_TARGET_ROWS``) run one Captum call per group of
-targets, each a row on the prefix cropped to the group's last target.
+targets, each a row on the prefix cropped to the group's last target (a sampled method: one call per
+target, seeded alike). Attention methods (``Batching.SINGLE_FORWARD``) read every target's row from one
+forward's attention weights.
 
 The passes run in ``AttributionParams.precision`` (autocast); gradients, attributions and scores are
 accumulated in float32, or float64 for a float64 model.
@@ -20,7 +22,7 @@ accumulated in float32, or float64 for a float64 model.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -32,7 +34,8 @@ from .budget import MemoryModel, plan
 from .deadline import NEVER, Deadline
 from .errors import InvalidRequest, NonFiniteResult
 from .layout import ModelLayout
-from .methods import GradientMethod, MethodCall, RowMethod, get_method
+from .methods import AttentionMethod, GradientMethod, MethodCall, RowMethod, get_method
+from .methods.attention import attention_weights
 from .targets import TargetForward
 from .types import Aggregation, Attribution, AttributionCost, AttributionParams, Precision, TargetKind
 
@@ -147,7 +150,7 @@ def _gradient_sums(
     acc = accumulation_dtype(work.embeddings.dtype)
     inputs = work.embeddings[0, :length]
     baselines = work.baseline[0, :length] if work.baseline is not None else None
-    points = method.gradient_points(inputs, baselines, n_steps, work.params.integration.value)
+    points = method.gradient_points(inputs, baselines, n_steps, work.params)
     n_points = points.weights.shape[0]
     cut = plan(
         memory, n_points, length, len(indices), budget_bytes=budget.memory_bytes, token_budget=budget.token_budget
@@ -163,6 +166,11 @@ def _gradient_sums(
         last_chunk = start + cut.points_per_forward >= n_points
         chunk = points.points[start : start + cut.points_per_forward].detach().requires_grad_()
         weights = points.weights[start : start + cut.points_per_forward].to(device=device)
+        multipliers = (
+            points.multipliers[start : start + cut.points_per_forward].to(acc)
+            if points.multipliers is not None
+            else None
+        )
         with autocast(precision, device):
             split = work.forward.shared(chunk, positions, token_ids, contrast, split=True)
             # d(sum_k w_k score_kj)/d(head input): the unembedding differentiated once for every target
@@ -180,7 +188,8 @@ def _gradient_sums(
                 grads = grads.unsqueeze(0)
             else:
                 (grads,) = torch.autograd.grad(split.hidden, chunk, outputs, retain_graph=retain, is_grads_batched=True)
-            sums[group[0] : group[-1] + 1] += grads.to(acc).sum(dim=1)
+            grads = grads.to(acc) if multipliers is None else grads.to(acc) * multipliers
+            sums[group[0] : group[-1] + 1] += grads.sum(dim=1)
             if last_chunk:
                 attributions = method.combine(
                     inputs.to(acc), baselines.to(acc) if baselines is not None else None, sums[group[0] : group[-1] + 1]
@@ -195,7 +204,8 @@ def _row_attributions(
     """Yield ``(positions into indices, attributions (k, length, hidden or 1))`` group by group
     (``deadline`` checked before each group)."""
     positions = tuple(work.targets.positions[i] for i in indices)
-    for group in _row_groups(positions, budget.token_budget):
+    n_samples = method.n_samples(work.params)
+    for group in _method_groups(method, positions, budget.token_budget):
         deadline.check(f"attribution:{method.name}")
         chosen = [indices[g] for g in group]
         length = max(work.targets.positions[i] for i in chosen)
@@ -206,23 +216,60 @@ def _row_attributions(
             baselines=base[:, :length].expand(rows, -1, -1).clone(),
             forward_args=(work.positions(chosen), work.token_ids(chosen), work.contrast(chosen)),
             rows_per_forward=max(1, budget.token_budget // length),
+            n_samples=n_samples,
+            seed=work.params.sampling_seed,
         )
         with autocast(precision, work.embeddings.device), torch.no_grad():
             attributions = method.attribute(work.forward.per_row, call)
         yield group, attributions.to(accumulation_dtype(work.embeddings.dtype))
 
 
-def method_cost(method_name: str, n_points: int, length: int, n_targets: int) -> AttributionCost:
-    """The token-rows one method takes for ``n_targets`` targets over ``length`` sources (an upper bound
-    for row methods, whose targets run on cropped prefixes)."""
+def _method_groups(method: RowMethod, positions: tuple[int, ...], token_budget: int) -> list[list[int]]:
+    """How a row method's targets share calls: one target per call for a sampled method (seeded alike,
+    so a row does not depend on the others), else rows within the token budget."""
+    if method.sampled:
+        return [[i] for i in range(len(positions))]
+    return _row_groups(positions, token_budget)
+
+
+def _attention_rows(
+    method: AttentionMethod, model: nn.Module, layout: ModelLayout, work: _Work, budget: Budget
+) -> torch.Tensor:
+    """Every target's row ``(n_targets, n_sources, 1)`` from one forward's attention weights."""
+    every = list(range(len(work.targets.positions)))
+    attentions = attention_weights(model, layout.unembedding, work.embeddings, len(layout.blocks), budget.memory_bytes)
+    return method.combine(attentions, work.positions(every)).unsqueeze(-1)
+
+
+def method_cost(
+    method_name: str,
+    params: AttributionParams,
+    n_steps: int,
+    positions: Sequence[int],
+    token_budget: int,
+    *,
+    scoring: bool = True,
+) -> AttributionCost:
+    """The token-rows one method takes for targets at ``positions`` (each the length of its prefix), with
+    ``n_steps`` path steps, and with the forwards that score the input (and the baseline, for a method with
+    a convergence delta) when ``scoring``. Exact for the forwards; a backward counts every source once per
+    target and point."""
     method = get_method(method_name)
+    length = max(positions)
+    forward = (2 if method.has_convergence_delta else 1) * length if scoring else 0
     if isinstance(method, GradientMethod):
-        points = n_points if method.path_steps else 1
+        points = method.n_points(n_steps, params)
         return AttributionCost(
-            forward_token_rows=(points + 2) * length, backward_token_rows=points * length * n_targets
+            forward_token_rows=forward + points * length, backward_token_rows=points * length * len(positions)
         )
+    if isinstance(method, AttentionMethod):
+        return AttributionCost(forward_token_rows=forward + length)
     assert isinstance(method, RowMethod)
-    return AttributionCost(forward_token_rows=(method.forwards_per_row(length) + 2) * length * n_targets)
+    n_samples = method.n_samples(params)
+    for group in _method_groups(method, tuple(positions), token_budget):
+        cropped = max(positions[i] for i in group)
+        forward += len(group) * method.forwards_per_row(cropped, n_samples) * cropped
+    return AttributionCost(forward_token_rows=forward)
 
 
 @dataclass(frozen=True)
@@ -320,6 +367,8 @@ def iter_attribute_tokens(
             contrast_token_id=contrast_ids[0] if contrast_ids and params.contrast_token is not None else None,
             contrast_token_ids=contrast_ids,
             baseline=params.baseline if method.needs_baseline else None,
+            n_samples=method.n_samples(params),
+            sampling_seed=params.sampling_seed if method.sampled else None,
             n_steps=tuple(steps_used) if method.path_steps else None,
             integration=params.integration if method.path_steps else None,
             baseline_scores=baseline_scores.double().cpu().numpy() if baseline_scores is not None else None,
@@ -352,10 +401,11 @@ def iter_attribute_tokens(
     n_steps = params.n_steps
     with work.forward.attach(), torch.enable_grad():
         while pending:
-            length = max(targets.positions[i] for i in pending)
+            chosen_positions = [targets.positions[i] for i in pending]
+            cost = cost + method_cost(
+                method_name, params, n_steps, chosen_positions, budget.token_budget, scoring=pending is every
+            )
             if isinstance(method, GradientMethod):
-                n_points = n_steps if method.path_steps else 1
-                cost = cost + method_cost(method_name, n_points, length, len(pending))
                 for group, attributions in _gradient_sums(
                     method, work, pending, n_steps, memory, budget, precision, deadline
                 ):
@@ -363,9 +413,12 @@ def iter_attribute_tokens(
                     store(chosen, attributions, n_steps)
                     if tolerance is None:
                         yield from (row_of(i) for i in chosen)
+            elif isinstance(method, AttentionMethod):
+                with torch.no_grad(), autocast(precision, device):
+                    store(every, _attention_rows(method, model, layout, work, budget), n_steps)
+                yield from (row_of(i) for i in every)
             else:
                 assert isinstance(method, RowMethod)
-                cost = cost + method_cost(method_name, 1, length, len(pending))
                 for group, attributions in _row_attributions(method, work, pending, budget, precision, deadline):
                     chosen = [pending[g] for g in group]
                     store(chosen, attributions, n_steps)

@@ -239,9 +239,11 @@ class Explainer:
         steps = att.n_steps
         if att.completeness_tolerance is not None:  # the loop doubles the steps up to max_n_steps
             steps = 2 * att.within(self.limits.max_n_steps).step_ceiling - att.n_steps
+        indices = sorted(set(att.positions))[:n_targets] if att.positions is not None else range(n_new)
+        positions = [n_prompt + min(i, n_new - 1) for i in indices]
         total = AttributionCost()
         for name in att.methods:
-            total = total + method_cost(name, steps, n_prompt + n_new - 1, n_targets)
+            total = total + method_cost(name, att, steps, positions, self.budget.token_budget)
         return total
 
     # ---- generation -----------------------------------------------------------------------

@@ -150,6 +150,13 @@ class AttributionParams:
     #: for ``target=contrastive``: one contrast token per explained token (text or id), in the order of
     #: ``positions`` (else of the generated tokens); instead of ``contrast_token``
     contrast_tokens: tuple[str | int, ...] | None = None
+    #: sampled methods (shapley_value_sampling, kernel_shap, gradient_shap): samples to draw; None: each
+    #: method's own default
+    n_samples: int | None = None
+    #: sampled methods: the seed of their random draws (the same seed gives the same attribution)
+    sampling_seed: int = 0
+    #: gradient_shap: standard deviation of the Gaussian noise added to the input embeddings (embedding units)
+    stdevs: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _enum(TargetKind, self.target, "target"))
@@ -186,6 +193,14 @@ class AttributionParams:
                 raise InvalidRequest("positions", f"must be integers >= 0, got {list(self.positions)}")
         if self.completeness_tolerance is not None:
             _check_range("completeness_tolerance", self.completeness_tolerance, 1e-12, 1e6)
+        if self.n_samples is not None and (
+            isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 1
+        ):
+            raise InvalidRequest("n_samples", f"must be an integer >= 1, got {self.n_samples!r}")
+        seed = self.sampling_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise InvalidRequest("sampling_seed", f"must be an integer in 0..{2**32 - 1}, got {seed!r}")
+        _check_range("stdevs", self.stdevs, 0.0, 1e3)
 
     @property
     def step_ceiling(self) -> int:
@@ -330,6 +345,9 @@ class Attribution:
     baseline_scores: np.ndarray | None = None
     #: IG only: sum(attributions) - (f(input) - f(baseline)), (n_targets,)
     convergence_deltas: np.ndarray | None = None
+    #: sampled methods only: samples drawn per explained token, and the seed of the draws
+    n_samples: int | None = None
+    sampling_seed: int | None = None
     #: the dtype the passes ran in, and the work they took
     precision: Precision = Precision.FLOAT32
     cost: AttributionCost = field(default_factory=AttributionCost)

@@ -48,6 +48,19 @@ def test_explain_table(server_args, transport: str) -> None:
     assert lines[-1].startswith("timings: tokenize")
 
 
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_sampled_method_options_reach_the_server(server_args, transport: str) -> None:
+    options = ["--method", "kernel_shap", "--n-samples", "3", "--sampling-seed", "4", "--stdevs", "0.5", "--json"]
+    code, text = _run(["explain", *server_args[transport], *PROMPT, *options])
+    assert code == 0, text
+    reply = json_format.Parse(text, pb.ExplainResponse())
+    (attribution,) = reply.attributions
+    assert (attribution.method, attribution.n_samples, attribution.sampling_seed) == ("kernel_shap", 3, 4)
+    code, text = _run(["explain", *server_args[transport], *PROMPT, *options[:-1]])
+    assert code == 0, text
+    assert "kernel_shap (target probability, aggregation l2_normalized, baseline eos, samples 3, seed 4)" in text
+
+
 def test_explain_json_is_the_reply(server_args) -> None:
     code, text = _run(
         [

@@ -45,6 +45,9 @@ FULL_PROMPT = ExplainRequest(
         completeness_tolerance=0.015,
         max_n_steps=96,
         precision=Precision.BFLOAT16,
+        n_samples=12,
+        sampling_seed=2**32 - 1,
+        stdevs=0.25,
     ),
 )
 FULL_CHAT = ExplainRequest(
@@ -218,6 +221,9 @@ BAD_JSON = [
     ({"prompt": "x", "attribution": {"contrast_token": "a"}}, "attribution.contrast_token", "only meaningful"),
     ({"prompt": "x", "attribution": {"positions": [-1]}}, "attribution.positions", ">= 0"),
     ({"prompt": "x", "attribution": {"completeness_tolerance": 0}}, "attribution.completeness_tolerance", "must be in"),
+    ({"prompt": "x", "attribution": {"n_samples": 0}}, "attribution.n_samples", ">= 1"),
+    ({"prompt": "x", "attribution": {"sampling_seed": -1}}, "attribution.sampling_seed", "0..4294967295"),
+    ({"prompt": "x", "attribution": {"stdevs": -1}}, "attribution.stdevs", "must be in"),
     ({"messages": [{"role": "", "content": "c"}]}, "messages[0].role", "non-empty"),
     ({"prompt": "x", "messages": [{"role": "user", "content": "c"}]}, "prompt", "exactly one"),
     ({}, "prompt", "exactly one"),

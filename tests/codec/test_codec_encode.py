@@ -24,7 +24,17 @@ from ecco_codec import (
 )
 from ecco_codec.encode import Served
 from ecco_codec.result_fields import OVERRIDES, WIRE_ONLY, Encoding, to_message
-from ecco_engine import Attribution, Explanation, GenerationResult, LimitExceeded, Timing, Token
+from ecco_engine import (
+    Attribution,
+    AttributionParams,
+    ExplainRequest,
+    Explanation,
+    GenerationParams,
+    GenerationResult,
+    LimitExceeded,
+    Timing,
+    Token,
+)
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
 from ecco_engine.grouping import GroupedAttribution, GroupedView, TokenGroup
@@ -89,8 +99,11 @@ def _assert_exact(explanation: Explanation, reply: pb.ExplainResponse) -> None:
             assert pb.Integration.Name(wire.integration) == ours.integration.name
         else:
             assert not wire.baseline_scores and not wire.convergence_deltas and not wire.n_steps
-            assert not wire.HasField("baseline") and wire.integration == pb.INTEGRATION_UNSPECIFIED
+            assert wire.integration == pb.INTEGRATION_UNSPECIFIED
+            assert (wire.baseline if wire.HasField("baseline") else None) == ours.baseline
         assert not wire.HasField("contrast_token_id")
+        assert (wire.n_samples if wire.HasField("n_samples") else None) == ours.n_samples
+        assert (wire.sampling_seed if wire.HasField("sampling_seed") else None) == ours.sampling_seed
 
 
 @pytest.mark.parametrize("wire", ["json", "proto"])
@@ -99,6 +112,26 @@ def test_explanation_is_encoded_exactly(explanation, explain_request, wire: str)
     decoded = _decoded(explain_request, wire)
     reply = encode_explanation(explanation, decoded, model_name="tiny")
     assert isinstance(reply, bytes if wire == "proto" else dict)
+    _assert_exact(explanation, _parse(reply, pb.ExplainResponse))
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_sampled_and_forward_only_methods_are_encoded_exactly(explainer, wire: str) -> None:
+    """A sampled method reports its samples and seed, a perturbation method its baseline."""
+    request = ExplainRequest(
+        prompt="The capital of France is",
+        generation=GenerationParams(max_new_tokens=2),
+        attribution=AttributionParams(
+            methods=("kernel_shap", "occlusion", "attention_rollout"), n_samples=4, sampling_seed=7
+        ),
+    )
+    explanation = explainer.explain(request)
+    assert [(a.n_samples, a.sampling_seed, a.baseline) for a in explanation.attributions] == [
+        (4, 7, "eos"),
+        (None, None, "eos"),
+        (None, None, None),
+    ]
+    reply = encode_explanation(explanation, _decoded(request, wire), model_name="tiny")
     _assert_exact(explanation, _parse(reply, pb.ExplainResponse))
 
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from captum.attr import FeatureAblation, InputXGradient, IntegratedGradients, Saliency
+from captum.attr import (
+    FeatureAblation,
+    GradientShap,
+    InputXGradient,
+    IntegratedGradients,
+    KernelShap,
+    Saliency,
+    ShapleyValueSampling,
+)
 
 from ecco_engine import (
     REGISTRY,
@@ -36,25 +44,81 @@ def _baseline_embeddings(embedding, tokenizer, params: AttributionParams, prefix
     return embedding.weight[base_id].detach().expand_as(prefix).clone()
 
 
-def _integrated_gradients(forward, prefix, base, params):
+def _integrated_gradients(model, forward, prefix, base, params):
     return IntegratedGradients(forward).attribute(
         prefix, baselines=base, n_steps=params.n_steps, method=params.integration.value, return_convergence_delta=True
     )
 
 
-def _occlusion(forward, prefix, base, params):
+def _occlusion(model, forward, prefix, base, params):
     mask = torch.arange(prefix.shape[1]).view(1, -1, 1).expand_as(prefix)
     # one score per source token (every hidden unit of an ablated token carries the same value)
     return FeatureAblation(forward).attribute(prefix, baselines=base, feature_mask=mask)[..., :1], None
 
 
+def _shapley_value_sampling(model, forward, prefix, base, params):
+    torch.manual_seed(params.sampling_seed)
+    mask = torch.arange(prefix.shape[1]).view(1, -1, 1)  # one feature per token
+    attributions = ShapleyValueSampling(forward).attribute(
+        prefix, baselines=base, feature_mask=mask, n_samples=params.n_samples
+    )
+    return attributions[..., :1], None
+
+
+def _kernel_shap(model, forward, prefix, base, params):
+    if prefix.shape[1] == 1:  # Captum cannot sample one feature; its Shapley value is f(input) - f(baseline)
+        return (forward(prefix) - forward(base)).view(1, 1, 1), None
+    torch.manual_seed(params.sampling_seed)
+    mask = torch.arange(prefix.shape[1]).view(1, -1, 1)
+    return KernelShap(forward).attribute(prefix, baselines=base, feature_mask=mask, n_samples=params.n_samples)[
+        ..., :1
+    ], None
+
+
+def _gradient_shap(model, forward, prefix, base, params):
+    torch.manual_seed(params.sampling_seed)  # the noise
+    np.random.seed(params.sampling_seed)  # the baseline draw and the interpolation coefficients
+    shap = GradientShap(forward).attribute(prefix, baselines=base, n_samples=params.n_samples, stdevs=params.stdevs)
+    return shap, None
+
+
+def eager_attentions(model, prefix):
+    """Every layer's attention weights ``(1, heads, t, t)`` from the model itself (eager attention)."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        return model(inputs_embeds=prefix, output_attentions=True).attentions
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def _attention_last_layer(model, forward, prefix, base, params):
+    last = eager_attentions(model, prefix)[-1][0].mean(dim=0)  # (t, t), mean over heads
+    return last[-1].view(1, -1, 1), None
+
+
+def _attention_rollout(model, forward, prefix, base, params):
+    n = prefix.shape[1]
+    rollout = torch.eye(n, dtype=torch.float64)
+    for layer in eager_attentions(model, prefix):  # Abnar & Zuidema: A~ = 0.5 A + 0.5 I, rows renormalized
+        mixed = 0.5 * layer[0].mean(dim=0).double() + 0.5 * torch.eye(n, dtype=torch.float64)
+        rollout = (mixed / mixed.sum(dim=-1, keepdim=True)) @ rollout
+    return rollout[-1].view(1, -1, 1), None
+
+
 #: every registered method's direct Captum computation, as a user would write it for one token:
-#: ``(forward, prefix embeddings (1, t, hidden), baseline embeddings, params) -> (attributions, delta)``
+#: ``(model, forward, prefix embeddings (1, t, hidden), baseline embeddings, params) -> (attributions, delta)``;
+#: attention methods have no Captum counterpart: their reference is the model's own ``output_attentions``
 REFERENCES = {
     "integrated_gradients": _integrated_gradients,
-    "grad_x_input": lambda forward, prefix, base, params: (InputXGradient(forward).attribute(prefix), None),
-    "saliency": lambda forward, prefix, base, params: (Saliency(forward).attribute(prefix, abs=False), None),
+    "grad_x_input": lambda model, forward, prefix, base, params: (InputXGradient(forward).attribute(prefix), None),
+    "saliency": lambda model, forward, prefix, base, params: (Saliency(forward).attribute(prefix, abs=False), None),
     "occlusion": _occlusion,
+    "shapley_value_sampling": _shapley_value_sampling,
+    "kernel_shap": _kernel_shap,
+    "gradient_shap": _gradient_shap,
+    "attention_last_layer": _attention_last_layer,
+    "attention_rollout": _attention_rollout,
 }
 
 
@@ -62,15 +126,16 @@ def test_every_registered_method_has_a_direct_captum_reference():
     assert set(REFERENCES) == set(REGISTRY), "add the new method's direct Captum computation to REFERENCES"
 
 
-def reference(model, tokenizer, ids, params: AttributionParams, method: str):
-    """Per target: one Captum call on the prefix embeddings, as a user would write it."""
+def reference(model, tokenizer, ids, params: AttributionParams, method: str, positions=None):
+    """Per target: one Captum call on the prefix embeddings, as a user would write it; one row per position
+    of ``positions`` (default: every position from 1 on)."""
     embedding = model.get_input_embeddings()
     emb = embedding(torch.tensor([ids])).detach()
     rows, deltas = [], []
     contrast = None
     if params.contrast_token is not None:
         contrast = torch.tensor([int(params.contrast_token)])
-    for pos in range(1, len(ids)):
+    for pos in positions if positions is not None else range(1, len(ids)):
         token = torch.tensor([ids[pos]])
 
         def forward(x, token=token):
@@ -84,7 +149,7 @@ def reference(model, tokenizer, ids, params: AttributionParams, method: str):
 
         prefix = emb[:, :pos].clone()
         attr, delta = REFERENCES[method](
-            forward, prefix, _baseline_embeddings(embedding, tokenizer, params, prefix), params
+            model, forward, prefix, _baseline_embeddings(embedding, tokenizer, params, prefix), params
         )
         if delta is not None:
             deltas.append(float(delta))
@@ -118,16 +183,17 @@ def test_every_method_equals_direct_captum(arch, method):
     # a LayerNorm's input gradient sums to zero over the hidden dim, so a signed sum of a bare
     # gradient is round-off: compare gradients by their norm
     aggregation = "l2" if method == "saliency" else "sum"
-    params = AttributionParams(methods=(method,), n_steps=16, aggregation=aggregation, target="log_probability")
+    params = AttributionParams(
+        methods=(method,), n_steps=16, n_samples=5, sampling_seed=3, aggregation=aggregation, target="log_probability"
+    )
     result = explain(model, params)
     ids = [t.id for t in result.generation.tokens]
     ours = result.attributions[0]
-    # every generated token is explained; the reference covers every position, keep the generated ones
-    ref, ref_deltas = reference(model, tiny_tokenizer(), ids, params, method)
-    rows = [p - 1 for p in ours.target_positions]
-    assert_rows_close(ours.scores, ref[rows][:, : ours.scores.shape[1]])
+    # every generated token is explained
+    ref, ref_deltas = reference(model, tiny_tokenizer(), ids, params, method, ours.target_positions)
+    assert_rows_close(ours.scores, ref[:, : ours.scores.shape[1]])
     if method == "integrated_gradients":
-        np.testing.assert_allclose(ours.convergence_deltas, ref_deltas[rows], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(ours.convergence_deltas, ref_deltas, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -8,9 +8,12 @@ Capabilities are class attributes, the way Captum's ``has_convergence_delta`` an
   completeness-tolerance loop apply);
 - ``has_convergence_delta``: it reports ``sum(attributions) - (f(input) - f(baseline))`` per row;
 - ``needs_gradients``: it backpropagates (else forwards only);
+- ``sampled``: it draws ``attribution.n_samples`` random samples (``default_n_samples`` when not given),
+  seeded by ``attribution.sampling_seed``: the same seed gives the same numbers, and the global random state is
+  left as it was;
 - ``batching``: how the targets of one request share work (``Batching``).
 
-Two kinds of method:
+Three kinds of method:
 
 ``GradientMethod`` (``Batching.SHARED_FORWARD``): the method names the points where gradients are
 taken and their weights (``gradient_points``), and how the weighted gradient sum becomes an
@@ -21,25 +24,29 @@ Captum's; tests compare every method with a direct Captum call per token.
 
 ``RowMethod`` (``Batching.PER_TARGET_ROWS``): one Captum call per group of targets, each target a
 row of the batch on its own cropped prefix (``attribute(forward, call)``); for methods that cannot
-share a forward, such as perturbation methods.
+share a forward, such as perturbation methods. A sampled row method runs each target in its own call,
+seeded alike, so a token's scores do not depend on which other tokens the request explains.
 
-To add a method: subclass one of the two, give it a ``name`` and its capabilities, decorate it with
+``AttentionMethod`` (``Batching.SINGLE_FORWARD``): one forward over the whole sequence with the eager
+attention path; the scores are read from the attention weights, not from the target function.
+
+To add a method: subclass one of the three, give it a ``name`` and its capabilities, decorate it with
 ``@register``, and add its direct-Captum reference to ``tests/unit/test_attribution.py``
 (``REFERENCES``): a method without one fails the test suite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
 
 import torch
-from captum.attr import FeatureAblation
-from captum.attr._utils.approximation_methods import approximation_parameters
 
-from .errors import UnknownMethod
+from ..errors import UnknownMethod
+from ..types import AttributionParams
 
 Forward = Callable[..., torch.Tensor]
 
@@ -51,6 +58,8 @@ class Batching(Enum):
     SHARED_FORWARD = "shared_forward"
     #: each target is a row on its own cropped prefix; rows batched into one Captum call
     PER_TARGET_ROWS = "per_target_rows"
+    #: one forward over the whole sequence serves every target; no target function, no backward
+    SINGLE_FORWARD = "single_forward"
 
 
 class AttributionMethod:
@@ -62,16 +71,27 @@ class AttributionMethod:
     path_steps: ClassVar[bool] = False
     has_convergence_delta: ClassVar[bool] = False
     needs_gradients: ClassVar[bool] = True
+    sampled: ClassVar[bool] = False
+    default_n_samples: ClassVar[int | None] = None
     batching: ClassVar[Batching]
+
+    def n_samples(self, params: AttributionParams) -> int | None:
+        """The samples this method draws for ``params`` (None for a method that draws none)."""
+        if not self.sampled:
+            return None
+        return params.n_samples if params.n_samples is not None else self.default_n_samples
 
 
 @dataclass(frozen=True)
 class GradientPoints:
-    """Where a gradient method takes gradients: ``points`` ``(n_points, n_sources, hidden)`` and the
-    weight of each point's gradient in the sum, ``weights`` ``(n_points,)``."""
+    """Where a gradient method takes gradients: ``points`` ``(n_points, n_sources, hidden)``, the
+    weight of each point's gradient in the sum, ``weights`` ``(n_points,)``, and optionally a factor
+    each point's gradient is multiplied by before the sum, ``multipliers`` ``(n_points, n_sources, hidden)``
+    (GradientSHAP: each sample's own noisy input minus its baseline)."""
 
     points: torch.Tensor
     weights: torch.Tensor
+    multipliers: torch.Tensor | None = None
 
 
 class GradientMethod(AttributionMethod):
@@ -79,8 +99,12 @@ class GradientMethod(AttributionMethod):
 
     batching = Batching.SHARED_FORWARD
 
+    def n_points(self, n_steps: int, params: AttributionParams) -> int:
+        """How many points ``gradient_points`` returns (for the cost)."""
+        return 1
+
     def gradient_points(
-        self, inputs: torch.Tensor, baselines: torch.Tensor | None, n_steps: int, integration: str
+        self, inputs: torch.Tensor, baselines: torch.Tensor | None, n_steps: int, params: AttributionParams
     ) -> GradientPoints:
         """``inputs``/``baselines`` ``(n_sources, hidden)`` -> the points and their weights."""
         raise NotImplementedError
@@ -98,21 +122,47 @@ class MethodCall:
     baselines: torch.Tensor  # (rows, n_sources, hidden), used by methods that need a baseline
     forward_args: tuple[torch.Tensor, ...]  # per-row tensors passed on to forward
     rows_per_forward: int  # memory budget: largest batch one forward may see
+    n_samples: int | None = None  # sampled methods: the samples to draw
+    seed: int = 0  # sampled methods: the seed of the draws
 
 
 class RowMethod(AttributionMethod):
     """A method over one Captum call per group of targets (one row per target)."""
 
     batching = Batching.PER_TARGET_ROWS
+    needs_gradients = False
 
     def attribute(self, forward: Forward, call: MethodCall) -> torch.Tensor:
         """Attributions ``(rows, n_sources, hidden)``, or ``(rows, n_sources, 1)`` for one score per token, of
         ``forward(embeddings, *args) -> (rows,)``."""
         raise NotImplementedError
 
-    def forwards_per_row(self, n_sources: int) -> int:
-        """Forward passes one row costs (for the cost estimate)."""
+    def forwards_per_row(self, n_sources: int, n_samples: int | None) -> int:
+        """Forward passes (of one row over ``n_sources`` tokens) one row costs."""
         raise NotImplementedError
+
+
+class AttentionMethod(AttributionMethod):
+    """Scores read from the attention weights of one forward (eager attention)."""
+
+    batching = Batching.SINGLE_FORWARD
+    needs_gradients = False
+
+    def combine(self, attentions: tuple[torch.Tensor, ...], queries: torch.Tensor) -> torch.Tensor:
+        """Per layer ``(heads, n, n)`` attention weights (query x key) and query positions ``(k,)`` -> ``(k, n)``
+        scores: row ``i`` is what position ``queries[i]`` (the one predicting the next token) draws from each
+        key position."""
+        raise NotImplementedError
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's global CPU generator seeded with ``seed`` inside the block and restored after it: Captum's
+    samplers (``ShapleyValueSampling``'s permutations, ``KernelShap``'s subsets) draw from it, on the CPU
+    whatever the model's device."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
@@ -129,74 +179,3 @@ def get_method(name: str) -> AttributionMethod:
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise UnknownMethod("methods", f"unknown attribution method {name!r}; known: {known}") from None
-
-
-@register
-class IntegratedGradientsMethod(GradientMethod):
-    name = "integrated_gradients"
-    description = "Integrated gradients (Sundararajan et al. 2017) on the input embeddings"
-    needs_baseline = True
-    path_steps = True
-    has_convergence_delta = True
-
-    def gradient_points(self, inputs, baselines, n_steps, integration):
-        assert baselines is not None  # needs_baseline
-        step_sizes, alphas = approximation_parameters(integration)  # Captum's quadrature
-        alpha = torch.tensor(alphas(n_steps), dtype=inputs.dtype, device=inputs.device).view(-1, 1, 1)
-        weights = torch.tensor(step_sizes(n_steps), dtype=torch.float64, device=inputs.device)
-        return GradientPoints(points=baselines + alpha * (inputs - baselines), weights=weights)
-
-    def combine(self, inputs, baselines, gradients):
-        assert baselines is not None
-        return gradients * (inputs - baselines)
-
-
-@register
-class GradientXInput(GradientMethod):
-    name = "grad_x_input"
-    description = "Gradient times input embedding (Shrikumar et al. 2016)"
-
-    def gradient_points(self, inputs, baselines, n_steps, integration):
-        return GradientPoints(points=inputs.unsqueeze(0), weights=torch.ones(1, dtype=torch.float64))
-
-    def combine(self, inputs, baselines, gradients):
-        return gradients * inputs
-
-
-@register
-class SaliencyMethod(GradientMethod):
-    name = "saliency"
-    description = "Gradient of the target w.r.t. the input embedding (aggregate with l2: gradient norm)"
-
-    def gradient_points(self, inputs, baselines, n_steps, integration):
-        return GradientPoints(points=inputs.unsqueeze(0), weights=torch.ones(1, dtype=torch.float64))
-
-    def combine(self, inputs, baselines, gradients):
-        return gradients
-
-
-@register
-class OcclusionMethod(RowMethod):
-    name = "occlusion"
-    description = (
-        "Feature ablation: the change of the target when one source token's embedding is replaced by the baseline"
-        " token's (Captum FeatureAblation; forwards only)"
-    )
-    needs_baseline = True
-    needs_gradients = False
-
-    def attribute(self, forward, call):
-        rows, n_sources, hidden = call.inputs.shape
-        # one feature per source position: every hidden unit of a token is ablated together
-        mask = torch.arange(n_sources, device=call.inputs.device).view(1, -1, 1).expand(rows, -1, hidden)
-        attributions = FeatureAblation(forward).attribute(
-            call.inputs,
-            baselines=call.baselines,
-            additional_forward_args=call.forward_args,
-            feature_mask=mask,
-            perturbations_per_eval=max(1, call.rows_per_forward // rows),
-        )
-        return attributions[..., :1]  # every hidden unit of a token carries the token's score
-
-    def forwards_per_row(self, n_sources: int) -> int:
-        return n_sources + 1
