@@ -67,10 +67,11 @@ class Clock:
 def loop_rows(model, ids: list[int], prompt_length: int, method: str, baseline_id: int, n_steps: int):
     """One Captum call per generated token on the prefix embeddings: rows ``(n_new, len(ids) - 1)``."""
     embedding = model.get_input_embeddings()
-    emb = embedding(torch.tensor([ids])).detach()
+    device = embedding.weight.device
+    emb = embedding(torch.tensor([ids], device=device)).detach()
     rows = []
     for pos in range(prompt_length, len(ids)):
-        token = torch.tensor([ids[pos]])
+        token = torch.tensor([ids[pos]], device=device)
 
         def forward(x, token=token):
             logits = model(inputs_embeds=x, use_cache=False, logits_to_keep=1).logits[:, -1, :]
@@ -84,7 +85,7 @@ def loop_rows(model, ids: list[int], prompt_length: int, method: str, baseline_i
             )
         else:
             attr = InputXGradient(forward).attribute(prefix)
-        row = attr[0].detach().double().sum(-1).numpy()
+        row = attr[0].detach().double().sum(-1).cpu().numpy()
         rows.append(np.pad(row, (0, len(ids) - 1 - pos)))
     return np.stack(rows)
 
@@ -130,7 +131,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--prompts", default="10,40", help="which prompts (by token count): 10, 40")
     parser.add_argument("--llm-attr", action="store_true", help="also time Captum's LLMGradientAttribution")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model and every side run there)")
     args = parser.parse_args()
 
     model, tokenizer, _ = load(args.model, args.threads)
@@ -156,6 +157,7 @@ def main() -> None:
                 aggregation="sum", precision=precision,
             )  # fmt: skip
             targets = explainer.targets(ExplainRequest(prompt="x", attribution=params), generation)
+            sync()
             result = attribute_tokens(
                 explainer.model, explainer.layout, tokenizer, ids, targets, params, method,
                 memory=explainer.memory, budget=explainer.budget,
