@@ -14,7 +14,7 @@ from .errors import UnsupportedModel
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_device(setting: str | None, gpu_id: object = None) -> torch.device:
+def resolve_device(setting: str | None, gpu_id: int | str | None = None) -> torch.device:
     """The device named by a server setting: ``auto`` (default) is the GPU TorchServe assigned
     (``gpu_id``) or the first GPU when CUDA is available, else the CPU; ``cpu``; ``cuda`` (the assigned
     GPU, or GPU 0); ``cuda:N``. Naming a GPU where CUDA is not available is an error at start-up."""
@@ -66,7 +66,7 @@ def load_model(
     except ValueError as error:  # unknown architecture / not a causal LM
         raise UnsupportedModel(f"cannot load a causal LM from {path}: {error}") from error
     tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-    model.to(device)
+    nn.Module.to(model, torch.device(device))  # (transformers wraps `to` with a signature mypy misreads)
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
