@@ -93,7 +93,8 @@ test-fast: setup monitoring-deps browser-deps
 
 bench: setup model
 	$(BIN)/python benchmarks/completeness.py
-	$(BIN)/python benchmarks/vs_captum_llm.py
+	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/memory.py
 
 # the paper's probing experiment: per-layer POS probes, FFNN activations vs hidden states, on
 # all-MiniLM-L6-v2 (BERT) and the default model -> docs/probing/<model>.csv/.md/.png (committed;
