@@ -40,7 +40,11 @@ def child(budget_bytes: int, n_steps: int, n_targets: int, n_prompt: int, thread
 
     torch.set_num_threads(threads)
     model, tokenizer = load_model(model_path)
-    explainer = Explainer(model, tokenizer, limits=EngineLimits(memory_budget_bytes=budget_bytes))
+    # long work on a CPU: no deadline or cost limit in the way of the memory figures
+    limits = EngineLimits(
+        memory_budget_bytes=budget_bytes, token_budget=10**6, deadline_seconds=7200, max_cost_token_rows=10**9
+    )
+    explainer = Explainer(model, tokenizer, limits=limits)
     ids = tokenizer.encode(TEXT * 40)[: n_prompt + n_targets]
     prompt = tokenizer.decode(ids[:n_prompt])
     continuation = tokenizer.decode(ids[n_prompt:])
@@ -51,7 +55,7 @@ def child(budget_bytes: int, n_steps: int, n_targets: int, n_prompt: int, thread
     length = n_prompt + n_targets - 1
     out = {"budget_bytes": budget_bytes, "loaded_rss": loaded, "prompt_tokens": n_prompt}
     try:
-        cut = plan(explainer.memory, n_steps, length, n_targets, budget_bytes=budget_bytes, token_budget=10**9)
+        cut = plan(explainer.memory, n_steps, length, n_targets, budget_bytes=budget_bytes, token_budget=10**6)
         out["plan"] = [cut.points_per_forward, cut.targets_per_backward]
     except LimitExceeded:
         out["plan"] = None

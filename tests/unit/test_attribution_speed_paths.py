@@ -16,7 +16,7 @@ from captum.attr import IntegratedGradients
 from scipy.stats import spearmanr
 
 from ecco_engine import AttributionParams, EngineLimits, Explainer, ExplainRequest, GenerationParams, LimitExceeded
-from ecco_engine.budget import plan
+from ecco_engine.budget import HEADROOM, plan
 from ecco_engine.loading import resolve_device
 from ecco_engine.targets import target_function
 from tiny_models import tiny_model, tiny_tokenizer
@@ -44,7 +44,7 @@ def test_chunked_by_a_small_memory_budget_equals_one_big_pass(arch):
     whole = big.explain(_request(params))
     length, n_targets = max(whole.attributions[0].target_positions), len(whole.attributions[0].target_positions)
     one_row = big.memory.forward_bytes(1, length, n_targets) + big.memory.backward_bytes(1, 1, length, n_targets)
-    small = Explainer(model, tiny_tokenizer(), limits=EngineLimits(memory_budget_bytes=int(one_row) + 1))
+    small = Explainer(model, tiny_tokenizer(), limits=EngineLimits(memory_budget_bytes=int(one_row / HEADROOM) + 1))
     cut = plan(small.memory, 12, length, n_targets, budget_bytes=small.budget.memory_bytes, token_budget=1024)
     assert (cut.points_per_forward, cut.targets_per_backward) == (1, 1)  # the small budget really chunks
     wide = plan(big.memory, 12, length, n_targets, budget_bytes=big.budget.memory_bytes, token_budget=1024)
