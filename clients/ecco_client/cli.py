@@ -7,6 +7,7 @@
     ecco explain --prompt "Hi" --activations --activation-top-k 5 --nmf 3 --intervene 3:117:set:0
     ecco explain --grpc 127.0.0.1:7070 --prompt "The capital of France is" --stream
     ecco explain --prompt "The capital of France is" --html explanation.html
+    ecco explain --prompt "The capital of France is" --method occlusion --faithfulness --perturbation deletion
     ecco view response.json -o explanation.html
 
 Prints a table (each explained token with its top source tokens) or, with --json, the reply's proto3
@@ -56,6 +57,17 @@ def _positions(value: str) -> list[int]:
         return [int(p) for p in value.split(",") if p.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--positions takes comma-separated integers, got {value!r}") from None
+
+
+def _fractions(value: str) -> list[float]:
+    try:
+        return [float(p) for p in value.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fractions takes comma-separated numbers, got {value!r}") from None
+
+
+#: the CLI's faithfulness options (dests named as the FaithfulnessParams fields); any of them asks for the metrics
+FAITHFULNESS_OPTIONS = ("fractions", "perturbation", "replacement_token", "aopc_steps")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +122,14 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--completeness-tolerance", type=float)
     att.add_argument("--max-n-steps", type=int)
     att.add_argument("--float16", action="store_true", help="ask for float16 attribution matrices")
+    faith = explain.add_argument_group("faithfulness (any of these measures it)")
+    faith.add_argument(
+        "--faithfulness", action="store_true", help="measure comprehensiveness, sufficiency and AOPC of each method"
+    )
+    faith.add_argument("--fractions", type=_fractions, help="shares of the sources perturbed, e.g. 0.1,0.2,0.5")
+    faith.add_argument("--perturbation", help="deletion | replacement")
+    faith.add_argument("--replacement-token", help="replacement: eos | bos | pad | unk | mask")
+    faith.add_argument("--aopc-steps", type=int, help="longest perturbation curve, in tokens")
     att.add_argument("--top", type=int, default=5, help="sources (and neurons) shown per row (%(default)s)")
     add_internals_options(explain)
     add_intervention_option(explain)
@@ -119,11 +139,18 @@ def parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """``build_request``'s keywords: every option whose dest is a request field, plus the internals."""
-    options = {name: value for name, value in vars(args).items() if name in REQUEST_OPTIONS}
+    options = {
+        name: value
+        for name, value in vars(args).items()
+        if name in REQUEST_OPTIONS and name not in ("faithfulness", *FAITHFULNESS_OPTIONS)
+    }
     if options.get("contrast_token") is not None and options.get("contrast_token_id") is not None:
         raise SystemExit("ecco: give --contrast or --contrast-id, not both")
     if options.get("skip") and options.get("methods"):
         raise SystemExit("ecco: give --method or --no-attribution, not both")
+    faithfulness = {name: getattr(args, name, None) for name in FAITHFULNESS_OPTIONS}
+    if getattr(args, "faithfulness", False) or any(v is not None for v in faithfulness.values()):
+        options["faithfulness"] = faithfulness
     return options | {"internals": internals_options(args)}
 
 

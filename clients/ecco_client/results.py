@@ -48,6 +48,43 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Faithfulness:
+    """How much the explained tokens' probabilities depend on the sources an attribution ranks first
+    (see the proto's ``Faithfulness``): per explained token, ``comprehensiveness[i][f]`` and
+    ``sufficiency[i][f]`` for ``fractions[f]``, and ``aopc[i]``; the ``mean_*`` average them."""
+
+    perturbation: str | None  # "deletion" | "replacement"
+    replacement_token: str | None
+    replacement_token_id: int | None
+    fractions: tuple[float, ...]
+    aopc_steps: int
+    comprehensiveness: tuple[tuple[float, ...], ...]  # (n_targets, n_fractions)
+    sufficiency: tuple[tuple[float, ...], ...]  # (n_targets, n_fractions)
+    aopc: tuple[float, ...]  # (n_targets,)
+    mean_comprehensiveness: float
+    mean_sufficiency: float
+    mean_aopc: float
+    forward_token_rows: int
+
+    @classmethod
+    def from_proto(cls, f: pb.Faithfulness) -> Faithfulness:
+        return cls(
+            perturbation=enum_name(pb.Perturbation.DESCRIPTOR, f.perturbation),
+            replacement_token=f.replacement_token if f.HasField("replacement_token") else None,
+            replacement_token_id=f.replacement_token_id if f.HasField("replacement_token_id") else None,
+            fractions=tuple(f.fractions),
+            aopc_steps=f.aopc_steps,
+            comprehensiveness=matrix_rows(f.comprehensiveness),
+            sufficiency=matrix_rows(f.sufficiency),
+            aopc=tuple(f.aopc),
+            mean_comprehensiveness=f.mean_comprehensiveness,
+            mean_sufficiency=f.mean_sufficiency,
+            mean_aopc=f.mean_aopc,
+            forward_token_rows=f.forward_token_rows,
+        )
+
+
+@dataclass(frozen=True)
 class Attribution:
     """One method's attribution: ``scores[i][j]`` is the contribution of token ``j`` to the token at
     ``target_positions[i]`` (zero for ``j >= target_positions[i]``); shape ``(n_targets, n_sources)``."""
@@ -67,6 +104,8 @@ class Attribution:
     integration: str | None = None
     #: target "contrastive" only
     contrast_token_id: int | None = None
+    #: when the request asked for it (``faithfulness={...}``)
+    faithfulness: Faithfulness | None = None
 
     @classmethod
     def from_proto(cls, a: pb.Attribution) -> Attribution:
@@ -84,6 +123,7 @@ class Attribution:
             baseline=a.baseline if a.HasField("baseline") else None,
             integration=enum_name(pb.Integration.DESCRIPTOR, a.integration),
             contrast_token_id=a.contrast_token_id if a.HasField("contrast_token_id") else None,
+            faithfulness=Faithfulness.from_proto(a.faithfulness) if a.HasField("faithfulness") else None,
         )
 
     def row(self, position: int) -> tuple[float, ...]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 from .internals_table import internals_table
-from .results import Attribution, ExplainResult, GenerateResult, Token
+from .results import Attribution, ExplainResult, Faithfulness, GenerateResult, Token
 from .text import shown
 
-__all__ = ["explanation_table", "generation_table", "shown", "top_sources"]
+__all__ = ["explanation_table", "faithfulness_summary", "generation_table", "shown", "top_sources"]
 
 
 def top_sources(attribution: Attribution, tokens: tuple[Token, ...], row: int, k: int) -> list[tuple[Token, float]]:
@@ -42,6 +42,23 @@ def generation_table(result: GenerateResult) -> str:
     return "\n".join(lines)
 
 
+def _mean(values: tuple[float, ...]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def faithfulness_summary(f: Faithfulness) -> str:
+    """One line: the perturbation, the averaged metrics and their cost."""
+    how = f.perturbation or "deletion"
+    if f.replacement_token is not None:
+        how += f" by {f.replacement_token}"
+    fractions = ", ".join(f"{x:g}" for x in f.fractions)
+    return (
+        f"  faithfulness ({how}; fractions {fractions}; AOPC over up to {f.aopc_steps} tokens):"
+        f" comprehensiveness {f.mean_comprehensiveness:.3g} · sufficiency {f.mean_sufficiency:.3g}"
+        f" · AOPC {f.mean_aopc:.3g} · {f.forward_token_rows:,} forward token-rows"
+    )
+
+
 def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
     lines = _header(result)
     for a in result.attributions:
@@ -52,9 +69,11 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
             options.append(f"steps {max(a.n_steps)}")
         lines += ["", f"{a.method} ({', '.join(options)})"]
         has_delta = bool(a.convergence_deltas)
+        f = a.faithfulness
         lines.append(
             f"  {'pos':>4}  {'token':<14}  {'target':>9}"
             + (f"  {'IG delta':>9}" if has_delta else "")
+            + (f"  {'comp':>6}  {'suff':>6}  {'AOPC':>6}" if f is not None else "")
             + f"  top {top} sources (weight)"
         )
         for row, position in enumerate(a.target_positions):
@@ -62,8 +81,13 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
                 f"{shown(t.text, 12)} {w:.3g}" for t, w in top_sources(a, result.tokens, row, top) if w != 0
             )
             delta = f"  {a.convergence_deltas[row]:>9.2e}" if has_delta else ""
+            if f is not None:
+                comp, suff = _mean(f.comprehensiveness[row]), _mean(f.sufficiency[row])
+                delta += f"  {comp:>6.3f}  {suff:>6.3f}  {f.aopc[row]:>6.3f}"
             token = shown(result.tokens[position].text)
             lines.append(f"  {position:>4}  {token:<14}  {a.target_scores[row]:>9.4g}{delta}  {sources}")
+        if f is not None:
+            lines.append(faithfulness_summary(f))
     if result.internals is not None:
         lines += ["", internals_table(result, top=top)]
     lines += ["", _timings(result)]

@@ -19,6 +19,7 @@ import ecco_engine
 from ecco_engine import Attribution, Explanation, GenerationResult, Timing, Token
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
+from ecco_engine.faithfulness_types import Faithfulness
 from ecco_engine.types import AttributionCost
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
@@ -64,6 +65,29 @@ def to_attribution(a: Attribution, *, float16: bool = False) -> pb.Attribution:
         message.baseline = a.baseline
     if a.contrast_token_id is not None:
         message.contrast_token_id = a.contrast_token_id
+    if a.faithfulness is not None:
+        message.faithfulness.CopyFrom(to_faithfulness(a.faithfulness))
+    return message
+
+
+def to_faithfulness(f: Faithfulness) -> pb.Faithfulness:
+    """The wire form of an attribution's faithfulness metrics (matrices always float32: they are small)."""
+    message = pb.Faithfulness(
+        perturbation=wire_enum(pb.Perturbation.DESCRIPTOR, f.perturbation),
+        fractions=list(f.fractions),
+        aopc_steps=f.aopc_steps,
+        comprehensiveness=to_matrix(f.comprehensiveness),
+        sufficiency=to_matrix(f.sufficiency),
+        aopc=_floats(f.aopc),
+        mean_comprehensiveness=f.mean_comprehensiveness,
+        mean_sufficiency=f.mean_sufficiency,
+        mean_aopc=f.mean_aopc,
+        forward_token_rows=f.forward_token_rows,
+    )
+    if f.replacement_token is not None:
+        message.replacement_token = f.replacement_token
+    if f.replacement_token_id is not None:
+        message.replacement_token_id = f.replacement_token_id
     return message
 
 

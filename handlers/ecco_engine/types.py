@@ -14,6 +14,7 @@ from enum import Enum, StrEnum
 import numpy as np
 
 from .errors import InvalidRequest
+from .faithfulness_types import Faithfulness, FaithfulnessParams
 from .internals.types import InternalsParams, InternalsResult
 from .tokens import Token
 
@@ -140,6 +141,8 @@ class AttributionParams:
     max_n_steps: int = 512
     #: dtype of the attribution passes (autocast); float32 is exact to Captum's float32 result
     precision: Precision = Precision.FLOAT32
+    #: measure each method's faithfulness (comprehensiveness, sufficiency, AOPC); None: do not
+    faithfulness: FaithfulnessParams | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _enum(TargetKind, self.target, "target"))
@@ -275,6 +278,8 @@ class Attribution:
     #: the dtype the passes ran in, and the work they took
     precision: Precision = Precision.FLOAT32
     cost: AttributionCost = field(default_factory=AttributionCost)
+    #: what ``AttributionParams.faithfulness`` asked for (None when it was not asked)
+    faithfulness: Faithfulness | None = None
 
     @property
     def source_positions(self) -> range:
