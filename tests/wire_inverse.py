@@ -63,6 +63,17 @@ def to_proto_request(
         attribution.contrast_token_id = a.contrast_token
     if a.completeness_tolerance is not None:
         attribution.completeness_tolerance = a.completeness_tolerance
+    if a.faithfulness is not None:
+        f = a.faithfulness
+        attribution.faithfulness.CopyFrom(
+            pb.FaithfulnessParams(
+                fractions=list(f.fractions),
+                perturbation=wire_enum(pb.Perturbation.DESCRIPTOR, f.perturbation),
+                aopc_steps=f.aopc_steps,
+            )
+        )
+        if f.replacement_token is not None:
+            attribution.faithfulness.replacement_token = f.replacement_token
     message = pb.ExplainRequest(
         kind=wire_enum(pb.RequestKind.DESCRIPTOR, kind),
         messages=[pb.ChatMessage(role=m.role, content=m.content) for m in request.messages],

@@ -21,9 +21,18 @@ from ecco_codec import (
     from_matrix,
     status_for,
 )
-from ecco_engine import Explanation, GenerationResult, LimitExceeded, Timing
+from ecco_engine import (
+    AttributionParams,
+    ExplainRequest,
+    Explanation,
+    GenerationParams,
+    GenerationResult,
+    LimitExceeded,
+    Timing,
+)
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
+from ecco_engine.faithfulness_types import FaithfulnessParams
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
 
 #: IEEE half precision: relative rounding error <= 2**-11 for normal numbers, absolute <= 2**-25 below 2**-14
@@ -246,3 +255,42 @@ def test_error_field_has_the_same_number_everywhere() -> None:
     numbers = {m.DESCRIPTOR.fields_by_name["error"].number for m in (pb.GenerateResponse, pb.ExplainResponse)}
     assert numbers == {pb.StreamEvent.DESCRIPTOR.fields_by_name["error"].number} == {15}
     assert pb.StreamEvent.DESCRIPTOR.fields_by_name["error"].containing_oneof.name == "event"
+
+
+@pytest.fixture(scope="module")
+def faithful_explanation(explainer):
+    request = ExplainRequest(
+        prompt="The capital of France is",
+        generation=GenerationParams(max_new_tokens=2),
+        attribution=AttributionParams(
+            methods=("occlusion",),
+            faithfulness=FaithfulnessParams(fractions=(0.2, 0.5), perturbation="replacement", replacement_token="pad"),
+        ),
+    )
+    return request, explainer.explain(request)
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_faithfulness_is_encoded_exactly(faithful_explanation, wire: str) -> None:
+    request, explanation = faithful_explanation
+    reply = _parse(encode_explanation(explanation, _decoded(request, wire), model_name="tiny"), pb.ExplainResponse)
+    ours = explanation.attributions[0].faithfulness
+    assert ours is not None
+    f = reply.attributions[0].faithfulness
+    assert pb.Perturbation.Name(f.perturbation) == "REPLACEMENT"
+    assert (f.replacement_token, f.replacement_token_id) == ("pad", ours.replacement_token_id)
+    assert tuple(f.fractions) == ours.fractions == (0.2, 0.5) and f.aopc_steps == ours.aopc_steps
+    np.testing.assert_array_equal(from_matrix(f.comprehensiveness), ours.comprehensiveness)
+    np.testing.assert_array_equal(from_matrix(f.sufficiency), ours.sufficiency)
+    np.testing.assert_array_equal(np.float32(f.aopc), ours.aopc)
+    assert (f.mean_comprehensiveness, f.mean_sufficiency, f.mean_aopc) == (
+        ours.mean_comprehensiveness,
+        ours.mean_sufficiency,
+        ours.mean_aopc,
+    )
+    assert f.forward_token_rows == ours.forward_token_rows > 0
+
+
+def test_faithfulness_absent_unless_asked(explanation, explain_request) -> None:
+    reply = encode_explanation(explanation, _decoded(explain_request, "json"), model_name="tiny")
+    assert all("faithfulness" not in a for a in reply["attributions"])
