@@ -48,20 +48,28 @@ class Config:
 
 
 def configs(registry: dict) -> list[Config]:
-    """Every combination worth measuring (see the module doc)."""
+    """The combinations worth measuring (see the module doc).
+
+    For gradient x input and saliency, ``log_probability`` ranks exactly as ``probability`` (its gradient
+    is the probability's divided by the positive probability, the same for every source), so only
+    ``probability`` and ``logit`` are measured for them."""
     out = [Config("random", "-", "-")]
-    for aggregation in ("l2_normalized", "sum"):
-        for baseline in ("eos", "bos", "zero"):
-            out.append(Config("integrated_gradients", "probability", aggregation, baseline))
-        out.append(Config("integrated_gradients", "log_probability", aggregation, "eos"))
-    for target in ("probability", "log_probability", "logit"):
+    out += [
+        Config("integrated_gradients", "probability", "l2_normalized", "eos"),
+        Config("integrated_gradients", "probability", "sum", "eos"),
+        Config("integrated_gradients", "probability", "l2_normalized", "bos"),
+        Config("integrated_gradients", "log_probability", "l2_normalized", "eos"),
+        Config("integrated_gradients", "logit", "l2_normalized", "eos"),
+    ]
+    for target in ("probability", "logit"):
         for aggregation in ("l2_normalized", "sum"):
             out.append(Config("grad_x_input", target, aggregation))
         out.append(Config("saliency", target, "l2_normalized"))
-    for aggregation in ("l2_normalized", "sum"):
-        for baseline in ("eos", "bos"):
-            out.append(Config("occlusion", "probability", aggregation, baseline))
-        out.append(Config("occlusion", "log_probability", aggregation, "eos"))
+    out += [
+        Config("occlusion", "probability", "l2_normalized", "eos"),
+        Config("occlusion", "probability", "sum", "eos"),
+        Config("occlusion", "probability", "l2_normalized", "bos"),
+    ]
     known = {c.method for c in out}
     for name, cls in sorted(registry.items()):
         if name not in known:
@@ -85,12 +93,58 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+@dataclass
+class Tally:
+    """What one configuration measured so far: per perturbation and metric the per-token values."""
+
+    metrics: dict[str, dict[str, list[float]]]
+    seconds: float = 0.0
+    token_rows: int = 0
+    faithfulness_rows: int = 0
+    prompts: int = 0
+    failed: int = 0
+
+
+def report(chosen: list[Config], tallies: dict[Config, Tally], perturbations: list[tuple[str, str | None]]) -> None:
+    """One table per perturbation, best comprehensiveness first."""
+    for name, token in perturbations:
+        how = name + (f" by {token}" if token else "")
+
+        def comprehensiveness(c: Config, name: str = name) -> float:
+            return mean_se(tallies[c].metrics[name]["comprehensiveness"])[0]
+
+        rows = []
+        for config in sorted(chosen, key=lambda c: -comprehensiveness(c)):
+            tally = tallies[config]
+            cells = [mean_se(tally.metrics[name][m]) for m in ("comprehensiveness", "sufficiency", "aopc")]
+            ok = max(tally.prompts, 1)
+            rows.append(
+                [
+                    config.label, *(f"{m:.3f} ± {se:.3f}" for m, se in cells),
+                    tally.seconds / ok, round(tally.token_rows / ok), round(tally.faithfulness_rows / ok), tally.failed,
+                ]
+            )  # fmt: skip
+        print(f"\n### Perturbation: {how}\n")
+        headers = [
+            "configuration",
+            "comprehensiveness ↑",
+            "sufficiency ↓",
+            "AOPC ↑",
+            "s / prompt",
+            "token-rows / prompt",
+        ]
+        print(_common.table([*headers, "faithfulness token-rows / prompt", "non-finite"], rows), flush=True)
+
+
 def main() -> None:
     parser = _common.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=Path, default=PROMPTS, help="one prompt a line (default: %(default)s)")
     parser.add_argument("--limit", type=int, help="use only the first N prompts")
     parser.add_argument("--new-tokens", type=int, default=3, help="generated (explained) tokens per prompt")
     parser.add_argument("--n-steps", type=int, default=16, help="integrated-gradients steps (default %(default)s)")
+    parser.add_argument("--aopc-steps", type=int, default=10, help="longest perturbation curve (default %(default)s)")
+    parser.add_argument("--replacement", action="store_true", help="also measure under replacement by eos")
+    parser.add_argument("--report-every", type=int, default=10, help="print the tables every N prompts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random attribution")
     args = parser.parse_args()
 
@@ -104,20 +158,21 @@ def main() -> None:
 
     model, tokenizer, _ = _common.load(args.model, args.threads)
     explainer = Explainer(model, tokenizer)
+    demo(model, explainer, tokenizer, args.n_steps)
     prompts = read_prompts(args.prompts)[: args.limit]
     rng = np.random.default_rng(args.seed)
+    perturbations = list(PERTURBATIONS if args.replacement else PERTURBATIONS[:1])
     faith = {
-        name: FaithfulnessParams(perturbation=name, replacement_token=token)  # type: ignore[arg-type]
-        for name, token in PERTURBATIONS
+        name: FaithfulnessParams(perturbation=name, replacement_token=token, aopc_steps=args.aopc_steps)  # type: ignore[arg-type]
+        for name, token in perturbations
     }
-    chosen = configs(REGISTRY)
-    # config -> perturbation -> metric -> per-token values; config -> seconds, token-rows, failures
-    metrics: dict[Config, dict[str, dict[str, list[float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
+    fractions = next(iter(faith.values())).fractions
+    print(
+        f"\n{len(prompts)} prompts x {args.new_tokens} generated tokens; IG {args.n_steps} steps (gauss-legendre);"
+        f" fractions {fractions}, AOPC over up to {args.aopc_steps} tokens; torch threads {args.threads}"
     )
-    seconds: dict[Config, float] = defaultdict(float)
-    token_rows: dict[Config, int] = defaultdict(int)
-    failed: dict[Config, int] = defaultdict(int)
+    chosen = configs(REGISTRY)
+    tallies = {c: Tally(metrics=defaultdict(lambda: defaultdict(list))) for c in chosen}
     n_tokens = 0
     for p, prompt in enumerate(prompts):
         generation = explainer.generate(
@@ -128,6 +183,7 @@ def main() -> None:
         targets = TargetSet(positions=positions, token_ids=tuple(input_ids[i] for i in positions))
         n_tokens += len(positions)
         for config in chosen:
+            tally = tallies[config]
             start = time.perf_counter()
             if config.method == "random":
                 scores = rng.random((len(positions), max(positions)))
@@ -145,52 +201,27 @@ def main() -> None:
                         memory=explainer.memory, budget=explainer.budget,
                     )  # fmt: skip
                 except NonFiniteResult:
-                    failed[config] += 1
+                    tally.failed += 1
                     continue
                 scores = attribution.scores
-                token_rows[config] += attribution.cost.token_rows
-            seconds[config] += time.perf_counter() - start
+                tally.token_rows += attribution.cost.token_rows
+            tally.seconds += time.perf_counter() - start
+            tally.prompts += 1
             for name, params_f in faith.items():
                 result = measure_faithfulness(
                     model, explainer.layout, tokenizer, input_ids, positions, scores, params_f,
                     token_budget=explainer.budget.token_budget,
                 )  # fmt: skip
-                store = metrics[config][name]
+                store = tally.metrics[name]
                 store["comprehensiveness"] += result.comprehensiveness.mean(axis=1).tolist()
                 store["sufficiency"] += result.sufficiency.mean(axis=1).tolist()
                 store["aopc"] += result.aopc.tolist()
-                store["faithfulness_rows"].append(result.forward_token_rows)
-        print(f"prompt {p + 1}/{len(prompts)} done", flush=True)
-
-    n = len(prompts)
-    print(
-        f"\n{n} prompts x {args.new_tokens} generated tokens ({n_tokens} explained tokens); IG {args.n_steps}"
-        f" steps (gauss-legendre); fractions {faith['deletion'].fractions}, AOPC over up to"
-        f" {faith['deletion'].aopc_steps} tokens; torch threads {args.threads}\n"
-    )
-    for name, token in PERTURBATIONS:
-        how = name + (f" by {token}" if token else "")
-        ranked = sorted(chosen, key=lambda c: -mean_se(metrics[c][name]["comprehensiveness"])[0])
-        rows = []
-        for config in ranked:
-            store = metrics[config][name]
-            comp, comp_se = mean_se(store["comprehensiveness"])
-            suff, suff_se = mean_se(store["sufficiency"])
-            aopc, aopc_se = mean_se(store["aopc"])
-            ok = n - failed[config]
-            rows.append(
-                [
-                    config.label, f"{comp:.3f} ± {comp_se:.3f}", f"{suff:.3f} ± {suff_se:.3f}",
-                    f"{aopc:.3f} ± {aopc_se:.3f}", seconds[config] / max(ok, 1),
-                    round(token_rows[config] / max(ok, 1)), failed[config],
-                ]
-            )  # fmt: skip
-        print(f"### Perturbation: {how}\n")
-        headers = ["configuration", "comprehensiveness ↑", "sufficiency ↓", "AOPC ↑", "s / prompt"]
-        print(_common.table([*headers, "token-rows / prompt", "non-finite"], rows))
-        faith_rows = sum(sum(metrics[c][name]["faithfulness_rows"]) for c in chosen) / max(1, n * len(chosen))
-        print(f"\nfaithfulness cost: {faith_rows:.0f} forward token-rows per prompt and configuration\n")
-    demo(model, explainer, tokenizer, args.n_steps)
+                tally.faithfulness_rows += result.forward_token_rows
+        done = p + 1
+        print(f"prompt {done}/{len(prompts)} done", flush=True)
+        if done % args.report_every == 0 or done == len(prompts):
+            print(f"\n## After {done} prompts ({n_tokens} explained tokens)")
+            report(chosen, tallies, perturbations)
 
 
 def demo(model, explainer, tokenizer, n_steps: int) -> None:
