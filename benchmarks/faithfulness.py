@@ -59,16 +59,12 @@ def configs(registry: dict) -> list[Config]:
         Config("integrated_gradients", "probability", "sum", "eos"),
         Config("integrated_gradients", "probability", "l2_normalized", "bos"),
         Config("integrated_gradients", "log_probability", "l2_normalized", "eos"),
-        Config("integrated_gradients", "logit", "l2_normalized", "eos"),
-    ]
-    for target in ("probability", "logit"):
-        for aggregation in ("l2_normalized", "sum"):
-            out.append(Config("grad_x_input", target, aggregation))
-        out.append(Config("saliency", target, "l2_normalized"))
-    out += [
+        Config("grad_x_input", "probability", "l2_normalized"),
+        Config("grad_x_input", "probability", "sum"),
+        Config("grad_x_input", "logit", "l2_normalized"),
+        Config("saliency", "probability", "l2_normalized"),
         Config("occlusion", "probability", "l2_normalized", "eos"),
         Config("occlusion", "probability", "sum", "eos"),
-        Config("occlusion", "probability", "l2_normalized", "bos"),
     ]
     known = {c.method for c in out}
     for name, cls in sorted(registry.items()):
@@ -143,9 +139,15 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=3, help="generated (explained) tokens per prompt")
     parser.add_argument("--n-steps", type=int, default=16, help="integrated-gradients steps (default %(default)s)")
     parser.add_argument("--aopc-steps", type=int, default=10, help="longest perturbation curve (default %(default)s)")
-    parser.add_argument("--replacement", action="store_true", help="also measure under replacement by eos")
+    parser.add_argument(
+        "--perturbation",
+        choices=("deletion", "replacement", "both"),
+        default="deletion",
+        help="deletion, replacement by eos, or both (default %(default)s)",
+    )
     parser.add_argument("--report-every", type=int, default=10, help="print the tables every N prompts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random attribution")
+    parser.add_argument("--skip-demo", action="store_true", help="leave out the demo's table")
     args = parser.parse_args()
 
     import numpy as np
@@ -158,10 +160,11 @@ def main() -> None:
 
     model, tokenizer, _ = _common.load(args.model, args.threads)
     explainer = Explainer(model, tokenizer)
-    demo(model, explainer, tokenizer, args.n_steps)
+    if not args.skip_demo:
+        demo(model, explainer, tokenizer, args.n_steps)
     prompts = read_prompts(args.prompts)[: args.limit]
     rng = np.random.default_rng(args.seed)
-    perturbations = list(PERTURBATIONS if args.replacement else PERTURBATIONS[:1])
+    perturbations = [p for p in PERTURBATIONS if args.perturbation in (p[0], "both")]
     faith = {
         name: FaithfulnessParams(perturbation=name, replacement_token=token, aopc_steps=args.aopc_steps)  # type: ignore[arg-type]
         for name, token in perturbations
