@@ -74,6 +74,17 @@ def to_proto_request(
         attribution.n_samples = a.n_samples
     attribution.sampling_seed = a.sampling_seed
     attribution.stdevs = a.stdevs
+    if a.faithfulness is not None:
+        f = a.faithfulness
+        attribution.faithfulness.CopyFrom(
+            pb.FaithfulnessParams(
+                fractions=list(f.fractions),
+                perturbation=wire_enum(pb.Perturbation.DESCRIPTOR, f.perturbation),
+                aopc_steps=f.aopc_steps,
+            )
+        )
+        if f.replacement_token is not None:
+            attribution.faithfulness.replacement_token = f.replacement_token
     message = pb.ExplainRequest(
         kind=wire_enum(pb.RequestKind.DESCRIPTOR, kind),
         messages=[pb.ChatMessage(role=m.role, content=m.content) for m in request.messages],

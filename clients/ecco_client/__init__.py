@@ -27,7 +27,7 @@ from .internals import (
     TokenRankings,
     WatchedTokens,
 )
-from .results import Attribution, ExplainResult, GenerateResult, RowEvent, Timing, Token, TokenEvent
+from .results import Attribution, ExplainResult, Faithfulness, GenerateResult, RowEvent, Timing, Token, TokenEvent
 from .transports import GrpcTransport, RestTransport
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "EccoClient",
     "EccoError",
     "ExplainResult",
+    "Faithfulness",
     "GenerateResult",
     "GrpcTransport",
     "Internals",

@@ -10,6 +10,7 @@
     ecco explain --chat "user:Capital of France?" --group words --top-n-tokens 3
     ecco explain --prompt "The capital of France is" --continuation-ids 12366,30 --target contrastive \
         --contrast-each " Rome" --contrast-each-id 28
+    ecco explain --prompt "The capital of France is" --method occlusion --faithfulness --perturbation deletion
     ecco view response.json -o explanation.html
     ecco ui --port 8090            # the live page on http://127.0.0.1:8090/: type a prompt, watch it explained
 
@@ -67,6 +68,17 @@ def _integers(option: str):
 
 
 _positions = _integers("--positions")
+
+
+def _fractions(value: str) -> list[float]:
+    try:
+        return [float(p) for p in value.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fractions takes comma-separated numbers, got {value!r}") from None
+
+
+#: the CLI's faithfulness options (dests named as the FaithfulnessParams fields); any of them asks for the metrics
+FAITHFULNESS_OPTIONS = ("fractions", "perturbation", "replacement_token", "aopc_steps")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +156,14 @@ def parser() -> argparse.ArgumentParser:
     att.add_argument("--sampling-seed", type=int, help="sampled methods: seed of the draws (0)")
     att.add_argument("--stdevs", type=float, help="gradient_shap: noise std on the input embeddings (0)")
     att.add_argument("--float16", action="store_true", help="ask for float16 attribution matrices")
+    faith = explain.add_argument_group("faithfulness (any of these measures it)")
+    faith.add_argument(
+        "--faithfulness", action="store_true", help="measure comprehensiveness, sufficiency and AOPC of each method"
+    )
+    faith.add_argument("--fractions", type=_fractions, help="shares of the sources perturbed, e.g. 0.1,0.2,0.5")
+    faith.add_argument("--perturbation", help="deletion | replacement")
+    faith.add_argument("--replacement-token", help="replacement: eos | bos | pad | unk | mask")
+    faith.add_argument("--aopc-steps", type=int, help="longest perturbation curve, in tokens")
     att.add_argument("--top", type=int, default=5, help="sources (and neurons) shown per row (%(default)s)")
     grouping = explain.add_argument_group("grouping (scores by word, span or chat turn)")
     grouping.add_argument("--group", choices=("tokens", "words", "spans", "turns"), help="also show scores by group")
@@ -158,7 +178,11 @@ def parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """``build_request``'s keywords: every option whose dest is a request field, plus the internals."""
-    options = {name: value for name, value in vars(args).items() if name in REQUEST_OPTIONS}
+    options = {
+        name: value
+        for name, value in vars(args).items()
+        if name in REQUEST_OPTIONS and name not in ("faithfulness", *FAITHFULNESS_OPTIONS)
+    }
     if options.get("contrast_token") is not None and options.get("contrast_token_id") is not None:
         raise SystemExit("ecco: give --contrast or --contrast-id, not both")
     if options.get("skip") and options.get("methods"):
@@ -172,6 +196,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         options["grouping"] = {"unit": args.group, "spans": args.spans, "keep_special": args.keep_special}
     elif getattr(args, "spans", None) or getattr(args, "keep_special", False):
         raise SystemExit("ecco: --span and --keep-special need --group")
+    faithfulness = {name: getattr(args, name, None) for name in FAITHFULNESS_OPTIONS}
+    if getattr(args, "faithfulness", False) or any(v is not None for v in faithfulness.values()):
+        options["faithfulness"] = faithfulness
     return options | {"internals": internals_options(args)}
 
 

@@ -69,6 +69,26 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Faithfulness:
+    """How much the explained tokens' probabilities depend on the sources an attribution ranks first
+    (see the proto's ``Faithfulness``): per explained token, ``comprehensiveness[i][f]`` and
+    ``sufficiency[i][f]`` for ``fractions[f]``, and ``aopc[i]``; the ``mean_*`` average them."""
+
+    perturbation: str | None  # "deletion" | "replacement"
+    replacement_token: str | None
+    replacement_token_id: int | None
+    fractions: tuple[float, ...]
+    aopc_steps: int
+    comprehensiveness: tuple[tuple[float, ...], ...]  # (n_targets, n_fractions)
+    sufficiency: tuple[tuple[float, ...], ...]  # (n_targets, n_fractions)
+    aopc: tuple[float, ...]  # (n_targets,)
+    mean_comprehensiveness: float
+    mean_sufficiency: float
+    mean_aopc: float
+    forward_token_rows: int
+
+
+@dataclass(frozen=True)
 class Attribution:
     """One method's attribution: ``scores[i][j]`` is the contribution of token ``j`` to the token at
     ``target_positions[i]`` (zero for ``j >= target_positions[i]``); shape ``(n_targets, n_sources)``."""
@@ -95,6 +115,8 @@ class Attribution:
     #: sampled methods only (shapley_value_sampling, kernel_shap, gradient_shap)
     n_samples: int | None = None
     sampling_seed: int | None = None
+    #: when the request asked for it (``faithfulness={...}``)
+    faithfulness: Faithfulness | None = None
 
     @classmethod
     def from_proto(cls, a: pb.Attribution) -> Attribution:

@@ -7,10 +7,10 @@ import json
 
 from .grouped import grouped_table
 from .internals_table import internals_table
-from .results import Attribution, Cost, ExplainResult, GenerateResult, Token
+from .results import Attribution, Cost, ExplainResult, Faithfulness, GenerateResult, Token
 from .text import shown
 
-__all__ = ["explanation_table", "generation_table", "shown", "top_sources"]
+__all__ = ["explanation_table", "faithfulness_summary", "generation_table", "shown", "top_sources"]
 
 
 def top_sources(attribution: Attribution, tokens: tuple[Token, ...], row: int, k: int) -> list[tuple[Token, float]]:
@@ -56,6 +56,23 @@ def generation_table(result: GenerateResult) -> str:
     return "\n".join(lines)
 
 
+def _mean(values: tuple[float, ...]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def faithfulness_summary(f: Faithfulness) -> str:
+    """One line: the perturbation, the averaged metrics and their cost."""
+    how = f.perturbation or "deletion"
+    if f.replacement_token is not None:
+        how += f" by {f.replacement_token}"
+    fractions = ", ".join(f"{x:g}" for x in f.fractions)
+    return (
+        f"  faithfulness ({how}; fractions {fractions}; AOPC over up to {f.aopc_steps} tokens):"
+        f" comprehensiveness {f.mean_comprehensiveness:.3g} · sufficiency {f.mean_sufficiency:.3g}"
+        f" · AOPC {f.mean_aopc:.3g} · {f.forward_token_rows:,} forward token-rows"
+    )
+
+
 def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
     lines = _header(result)
     for a in result.attributions:
@@ -70,9 +87,11 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
             options.append(f"samples {a.n_samples}, seed {a.sampling_seed}")
         lines += ["", f"{a.method} ({', '.join(options)})"]
         has_delta = bool(a.convergence_deltas)
+        f = a.faithfulness
         lines.append(
             f"  {'pos':>4}  {'token':<14}  {'target':>9}"
             + (f"  {'IG delta':>9}" if has_delta else "")
+            + (f"  {'comp':>6}  {'suff':>6}  {'AOPC':>6}" if f is not None else "")
             + f"  top {top} sources (weight)"
         )
         for row, position in enumerate(a.target_positions):
@@ -80,8 +99,13 @@ def explanation_table(result: ExplainResult, *, top: int = 5) -> str:
                 f"{shown(t.text, 12)} {w:.3g}" for t, w in top_sources(a, result.tokens, row, top) if w != 0
             )
             delta = f"  {a.convergence_deltas[row]:>9.2e}" if has_delta else ""
+            if f is not None:
+                comp, suff = _mean(f.comprehensiveness[row]), _mean(f.sufficiency[row])
+                delta += f"  {comp:>6.3f}  {suff:>6.3f}  {f.aopc[row]:>6.3f}"
             token = shown(result.tokens[position].text)
             lines.append(f"  {position:>4}  {token:<14}  {a.target_scores[row]:>9.4g}{delta}  {sources}")
+        if f is not None:
+            lines.append(faithfulness_summary(f))
         if result.grouped is not None:
             lines += grouped_table(result.grouped, a.method, top=top)
     if result.attributions:

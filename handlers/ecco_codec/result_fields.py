@@ -113,6 +113,9 @@ OVERRIDES: dict[str, Override] = {
     # the scores travel as the request asked, without the range check of other float matrices
     "ecco.v1.Attribution.scores": lambda a, e: to_matrix(a.scores, float16=e.float16),
     "ecco.v1.Attribution.n_sources": lambda a, e: int(a.scores.shape[1]),
+    # small matrices: always float32, whatever the request asked for
+    "ecco.v1.Faithfulness.comprehensiveness": lambda f, e: to_matrix(f.comprehensiveness),
+    "ecco.v1.Faithfulness.sufficiency": lambda f, e: to_matrix(f.sufficiency),
     "ecco.v1.AttributionRow.scores": lambda r, e: to_matrix(
         np.asarray(r.scores, dtype=np.float32).reshape(1, -1), float16=e.float16
     ),

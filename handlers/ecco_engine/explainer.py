@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from .attribution import AttributionRow, Budget, TargetSet, iter_attribute_token
 from .budget import MemoryModel, plan
 from .deadline import Deadline
 from .errors import InvalidRequest, LimitExceeded, section
+from .faithfulness import faithfulness_cost, measure_faithfulness, replacement_id
 from .generation import generate_ids, iter_generate
 from .input_size import check_input_size
 from .internals import (
@@ -244,6 +245,9 @@ class Explainer:
         total = AttributionCost()
         for name in att.methods:
             total = total + method_cost(name, att, steps, positions, self.budget.token_budget)
+            if att.faithfulness is not None:
+                rows = faithfulness_cost(att.faithfulness, n_prompt + n_new - 1, n_targets)
+                total = total + AttributionCost(forward_token_rows=rows)
         return total
 
     # ---- generation -----------------------------------------------------------------------
@@ -384,6 +388,8 @@ class Explainer:
         with section("attribution"):
             for name in request.attribution.methods:
                 get_method(name)
+            if request.attribution.faithfulness is not None:
+                replacement_id(self.tokenizer, request.attribution.faithfulness)
         if request.internals.needs_forward:
             with section("internals"):
                 precheck_params(request.internals, self.layout, self.tokenizer, self.limits.internals)
@@ -418,6 +424,9 @@ class Explainer:
                                 attributions.append(item)
                             elif stream:
                                 yield item
+                    if request.attribution.faithfulness is not None:
+                        with timer.stage(f"faithfulness:{name}"), section("attribution"):
+                            attributions[-1] = self._with_faithfulness(attributions[-1], input_ids, request)
             internals = None
             if request.internals.needs_forward:
                 deadline.check("internals")
@@ -435,6 +444,18 @@ class Explainer:
             cost_estimate=self.cost_estimate(request, generation.prompt_length, given),
             grouped=grouped_view(request, groups, attributions),
         )
+
+    def _with_faithfulness(
+        self, attribution: Attribution, input_ids: list[int], request: ExplainRequest
+    ) -> Attribution:
+        """``attribution`` with its faithfulness metrics (``request.attribution.faithfulness``)."""
+        params = request.attribution.faithfulness
+        assert params is not None  # the caller's check
+        measured = measure_faithfulness(
+            self.model, self.layout, self.tokenizer, input_ids, attribution.target_positions, attribution.scores,
+            params, token_budget=self.budget.token_budget, precision=request.attribution.precision,
+        )  # fmt: skip
+        return replace(attribution, faithfulness=measured)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

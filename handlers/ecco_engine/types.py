@@ -14,6 +14,7 @@ from enum import Enum, StrEnum
 import numpy as np
 
 from .errors import InvalidRequest
+from .faithfulness_types import Faithfulness, FaithfulnessParams
 from .grouping import GroupedView, GroupingParams, GroupUnit
 from .internals.types import InternalsParams, InternalsResult
 from .tokens import Token
@@ -157,6 +158,8 @@ class AttributionParams:
     sampling_seed: int = 0
     #: gradient_shap: standard deviation of the Gaussian noise added to the input embeddings (embedding units)
     stdevs: float = 0.0
+    #: measure each method's faithfulness (comprehensiveness, sufficiency, AOPC); None: do not
+    faithfulness: FaithfulnessParams | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", _enum(TargetKind, self.target, "target"))
@@ -353,6 +356,8 @@ class Attribution:
     cost: AttributionCost = field(default_factory=AttributionCost)
     #: for ``contrastive``: the contrast token id of each explained token, (n_targets,)
     contrast_token_ids: tuple[int, ...] | None = None
+    #: what ``AttributionParams.faithfulness`` asked for (None when it was not asked)
+    faithfulness: Faithfulness | None = None
 
     @property
     def source_positions(self) -> range:

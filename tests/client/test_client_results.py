@@ -27,6 +27,7 @@ CLIENT_TYPES: dict[str, type] = {
     "ecco.v1.Timing": client_results.Timing,
     "ecco.v1.Attribution": client_results.Attribution,
     "ecco.v1.Cost": client_results.Cost,
+    "ecco.v1.Faithfulness": client_results.Faithfulness,
     "ecco.v1.GeneratedToken": client_results.TokenEvent,
     "ecco.v1.AttributionRow": client_results.RowEvent,
     "ecco.v1.InternalsResult": client_internals.Internals,

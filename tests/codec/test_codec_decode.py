@@ -23,6 +23,7 @@ from ecco_engine import (
     InvalidRequest,
     TargetKind,
 )
+from ecco_engine.faithfulness_types import FaithfulnessParams, Perturbation
 from ecco_engine.internals import InternalsParams, Intervention
 from ecco_engine.types import Precision
 from ecco_proto.ecco.v1 import ecco_pb2 as pb
@@ -48,6 +49,9 @@ FULL_PROMPT = ExplainRequest(
         n_samples=12,
         sampling_seed=2**32 - 1,
         stdevs=0.25,
+        faithfulness=FaithfulnessParams(
+            fractions=(0.1, 0.3), perturbation=Perturbation.REPLACEMENT, replacement_token="bos", aopc_steps=5
+        ),
     ),
 )
 FULL_CHAT = ExplainRequest(
@@ -149,6 +153,7 @@ def test_enum_tables_cover_both_sides() -> None:
         (Aggregation, pb.Aggregation),
         (Integration, pb.Integration),
         (Precision, pb.Precision),
+        (Perturbation, pb.Perturbation),
     ]:
         table = {n: engine_enum(n, proto_enum.DESCRIPTOR, engine_type, "test") for n in proto_enum.values() if n != 0}
         assert set(table.values()) == set(engine_type)
@@ -263,6 +268,18 @@ def test_bad_binary_bodies() -> None:
     _invalid(pb.ExplainRequest(prompt="x", kind=7).SerializeToString(), "kind")
 
 
+def test_faithfulness_by_hand_and_its_errors() -> None:
+    body = {"prompt": "x", "attribution": {"faithfulness": {}}}
+    assert decode_request(body).request.attribution.faithfulness == FaithfulnessParams()
+    body = {"prompt": "x", "attribution": {"faithfulness": {"fractions": [0.5], "perturbation": "REPLACEMENT"}}}
+    params = decode_request(body).request.attribution.faithfulness
+    assert params == FaithfulnessParams(fractions=(0.5,), perturbation=Perturbation.REPLACEMENT)
+    assert params.replacement == "eos"
+    _invalid({"prompt": "x", "attribution": {"faithfulness": {"fractions": [2]}}}, "attribution.faithfulness.fractions")
+    bad_token = {"faithfulness": {"replacement_token": "eos"}}  # with the default perturbation, deletion
+    _invalid({"prompt": "x", "attribution": bad_token}, "attribution.faithfulness.replacement_token")
+
+
 def test_content_types() -> None:
     _invalid(b"<xml/>", "content-type", content_type="application/xml")
     _invalid({"prompt": "x"}, "content-type", content_type="application/x-protobuf")
@@ -276,6 +293,7 @@ REQUEST_TYPES = {
     "ecco.v1.ExplainRequest": ExplainRequest,
     "ecco.v1.GenerationParams": GenerationParams,
     "ecco.v1.AttributionParams": AttributionParams,
+    "ecco.v1.FaithfulnessParams": FaithfulnessParams,
     "ecco.v1.ChatMessage": ChatMessage,
     "ecco.v1.GroupingParams": GroupingParams,
     "ecco.v1.CharSpan": CharSpan,

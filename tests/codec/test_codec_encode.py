@@ -37,6 +37,7 @@ from ecco_engine import (
 )
 from ecco_engine.attribution import AttributionRow
 from ecco_engine.explainer import GeneratedToken
+from ecco_engine.faithfulness_types import Faithfulness, FaithfulnessParams
 from ecco_engine.grouping import GroupedAttribution, GroupedView, TokenGroup
 from ecco_engine.internals import (
     InternalsResult,
@@ -331,6 +332,7 @@ RESULT_TYPES: dict[str, tuple[type, ...]] = {
     "ecco.v1.Timing": (Timing,),
     "ecco.v1.Attribution": (Attribution,),
     "ecco.v1.Cost": (AttributionCost,),
+    "ecco.v1.Faithfulness": (Faithfulness,),
     "ecco.v1.GeneratedToken": (GeneratedToken,),
     "ecco.v1.AttributionRow": (AttributionRow,),
     "ecco.v1.InternalsResult": (InternalsResult,),
@@ -365,3 +367,42 @@ def test_every_result_field_is_filled_by_name_or_declared() -> None:
 def test_a_result_field_without_a_source_is_an_error() -> None:
     with pytest.raises(TypeError, match=r"ecco\.v1\.Cost\.forward_token_rows has no attribute in Timing"):
         to_message(pb.Cost, Timing("tokenize", 0.1), Encoding())
+
+
+@pytest.fixture(scope="module")
+def faithful_explanation(explainer):
+    request = ExplainRequest(
+        prompt="The capital of France is",
+        generation=GenerationParams(max_new_tokens=2),
+        attribution=AttributionParams(
+            methods=("occlusion",),
+            faithfulness=FaithfulnessParams(fractions=(0.2, 0.5), perturbation="replacement", replacement_token="pad"),
+        ),
+    )
+    return request, explainer.explain(request)
+
+
+@pytest.mark.parametrize("wire", ["json", "proto"])
+def test_faithfulness_is_encoded_exactly(faithful_explanation, wire: str) -> None:
+    request, explanation = faithful_explanation
+    reply = _parse(encode_explanation(explanation, _decoded(request, wire), model_name="tiny"), pb.ExplainResponse)
+    ours = explanation.attributions[0].faithfulness
+    assert ours is not None
+    f = reply.attributions[0].faithfulness
+    assert pb.Perturbation.Name(f.perturbation) == "REPLACEMENT"
+    assert (f.replacement_token, f.replacement_token_id) == ("pad", ours.replacement_token_id)
+    assert tuple(f.fractions) == ours.fractions == (0.2, 0.5) and f.aopc_steps == ours.aopc_steps
+    np.testing.assert_array_equal(from_matrix(f.comprehensiveness), ours.comprehensiveness)
+    np.testing.assert_array_equal(from_matrix(f.sufficiency), ours.sufficiency)
+    np.testing.assert_array_equal(np.float32(f.aopc), ours.aopc)
+    assert (f.mean_comprehensiveness, f.mean_sufficiency, f.mean_aopc) == (
+        ours.mean_comprehensiveness,
+        ours.mean_sufficiency,
+        ours.mean_aopc,
+    )
+    assert f.forward_token_rows == ours.forward_token_rows > 0
+
+
+def test_faithfulness_absent_unless_asked(explanation, explain_request) -> None:
+    reply = encode_explanation(explanation, _decoded(explain_request, "json"), model_name="tiny")
+    assert all("faithfulness" not in a for a in reply["attributions"])
