@@ -15,15 +15,15 @@ GRPC_PORT=$(sed -n 's/^grpc_inference_port=\([0-9][0-9]*\)[[:space:]]*$/\1/p' co
 echo
 echo "== REST: POST http://127.0.0.1:$REST_PORT/explanations/$NAME"
 "$ECCO" explain --url "http://127.0.0.1:$REST_PORT" --model "$NAME" --key-file "$KEY_FILE" \
-    --prompt "$PROMPT" --max-new-tokens 4 --n-steps 16
+    --prompt "$PROMPT" --max-new-tokens 4 --faithfulness
 echo
 echo "== gRPC: InferenceAPIsService/Predictions on 127.0.0.1:$GRPC_PORT"
 "$ECCO" explain --grpc "127.0.0.1:$GRPC_PORT" --model "$NAME" --key-file "$KEY_FILE" \
-    --prompt "$PROMPT" --max-new-tokens 4 --n-steps 16
+    --prompt "$PROMPT" --max-new-tokens 4 --faithfulness
 echo
 echo "== the views: one HTML file (opens offline; docs/views.md)"
 "$ECCO" explain --grpc "127.0.0.1:$GRPC_PORT" --model "$NAME" --key-file "$KEY_FILE" \
-    --prompt "$PROMPT" --max-new-tokens 4 --n-steps 16 --method integrated_gradients --method grad_x_input \
+    --prompt "$PROMPT" --max-new-tokens 4 --n-steps 16 --method occlusion --method integrated_gradients --method grad_x_input \
     --layers --watch " Paris" --watch " London" --json --html .run/demo.html > /dev/null
 echo "open $(pwd)/.run/demo.html"
 echo

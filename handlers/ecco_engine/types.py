@@ -133,7 +133,7 @@ class AttributionParams:
     ``None`` explains every generated token.
     """
 
-    methods: tuple[str, ...] = ("integrated_gradients",)  # () for no attribution
+    methods: tuple[str, ...] = ("occlusion",)  # () for no attribution
     target: TargetKind = TargetKind.PROBABILITY
     #: for ``target=contrastive``: the alternative token (text of exactly one token, or an id)
     contrast_token: str | int | None = None

@@ -67,6 +67,8 @@ def test_explain_json_is_the_reply(server_args) -> None:
             "explain",
             *server_args["grpc"],
             *PROMPT,
+            "--method",
+            "integrated_gradients",
             "--n-steps",
             "4",
             "--positions",
@@ -86,6 +88,8 @@ def test_explain_json_is_the_reply(server_args) -> None:
             "explain",
             *server_args["rest"],
             *PROMPT,
+            "--method",
+            "integrated_gradients",
             "--n-steps",
             "4",
             "--positions",
@@ -106,7 +110,18 @@ def test_generate_chat_and_stream(server_args) -> None:
     code, text = _run(["generate", *server_args["rest"], "--chat", "user:Capital of France?", "--max-new-tokens", "2"])
     assert code == 0 and "finish reason: " in text and "pos" in text
     for transport in ("grpc", "rest"):
-        code, text = _run(["explain", *server_args[transport], *PROMPT, "--n-steps", "2", "--stream"])
+        code, text = _run(
+            [
+                "explain",
+                *server_args[transport],
+                *PROMPT,
+                "--method",
+                "integrated_gradients",
+                "--n-steps",
+                "2",
+                "--stream",
+            ]
+        )
         assert code == 0, transport
         assert [line.split(":")[0] for line in text.splitlines()[:3]] == ["token 0", "token 1", "token 2"]
         assert "row   integrated_gradients @ " in text and "top 5 sources" in text

@@ -255,7 +255,8 @@ def test_attribution_skip_computes_none(explainer) -> None:
     assert decoded.request.attribution.methods == ()
     reply = _reply(encode_explanation(explainer.explain(decoded.request), decoded, model_name="tiny"))
     assert not reply.attributions and reply.internals.layer_predictions.predictions
-    assert decode_request({"prompt": "x"}, url_kind="explain").request.attribution.methods == ("integrated_gradients",)
+    # the server default: occlusion, the most faithful method measured (docs/faithfulness.md)
+    assert decode_request({"prompt": "x"}, url_kind="explain").request.attribution.methods == ("occlusion",)
 
 
 def test_enum_tables_are_complete() -> None:

@@ -221,7 +221,12 @@ def test_every_architecture_explains_like_captum(arch):
 def test_targets_baselines_and_rules_equal_captum(target, aggregation, baseline, integration):
     model = tiny_model("llama", seed=1)
     params = AttributionParams(
-        n_steps=12, target=target, aggregation=aggregation, baseline=baseline, integration=integration
+        methods=("integrated_gradients",),
+        n_steps=12,
+        target=target,
+        aggregation=aggregation,
+        baseline=baseline,
+        integration=integration,
     )
     result = explain(model, params, max_new_tokens=4)
     ids = [t.id for t in result.generation.tokens]
@@ -268,8 +273,12 @@ def test_batched_equals_single():
 
 def test_positions_subset_equals_rows_of_full():
     model = tiny_model("gpt2", seed=3)
-    full = explain(model, AttributionParams(n_steps=8), max_new_tokens=6).attributions[0]
-    part = explain(model, AttributionParams(n_steps=8, positions=(4, 1)), max_new_tokens=6).attributions[0]
+    full = explain(
+        model, AttributionParams(methods=("integrated_gradients",), n_steps=8), max_new_tokens=6
+    ).attributions[0]
+    part = explain(
+        model, AttributionParams(methods=("integrated_gradients",), n_steps=8, positions=(4, 1)), max_new_tokens=6
+    ).attributions[0]
     assert part.target_positions == (full.target_positions[1], full.target_positions[4])
     np.testing.assert_allclose(part.scores, full.scores[[1, 4], : part.scores.shape[1]], atol=1e-6)
 
@@ -277,9 +286,9 @@ def test_positions_subset_equals_rows_of_full():
 def test_teacher_forcing_equals_generation():
     """Explaining a given continuation equals explaining the same text when the model generated it."""
     model = tiny_model("gpt2", seed=0)  # generates " is is is ...", which re-tokenizes to the same ids
-    generated = explain(model, AttributionParams(n_steps=8), max_new_tokens=5)
+    generated = explain(model, AttributionParams(methods=("integrated_gradients",), n_steps=8), max_new_tokens=5)
     text = generated.generation.generated_text
-    forced = explain(model, AttributionParams(n_steps=8), continuation=text)
+    forced = explain(model, AttributionParams(methods=("integrated_gradients",), n_steps=8), continuation=text)
     assert forced.generation.finish_reason == "given"
     assert [t.id for t in forced.generation.tokens] == [t.id for t in generated.generation.tokens]
     np.testing.assert_allclose(forced.attributions[0].scores, generated.attributions[0].scores, atol=1e-6)
@@ -288,19 +297,31 @@ def test_teacher_forcing_equals_generation():
 def test_completeness_holds_for_signed_sum():
     """IG: sum of signed attributions + delta == f(input) - f(baseline), per target."""
     model = tiny_model("gpt2", seed=5)
-    a = explain(model, AttributionParams(n_steps=32, aggregation="sum", target="log_probability")).attributions[0]
+    a = explain(
+        model,
+        AttributionParams(methods=("integrated_gradients",), n_steps=32, aggregation="sum", target="log_probability"),
+    ).attributions[0]
     gap = a.target_scores - a.baseline_scores
     np.testing.assert_allclose(a.scores.sum(axis=1) + a.convergence_deltas, gap, rtol=1e-4, atol=1e-4)
 
 
 def test_completeness_tolerance_adds_steps_until_met():
     model = tiny_model("llama", seed=6)
-    loose = explain(model, AttributionParams(n_steps=2, integration="riemann_right")).attributions[0]
+    loose = explain(
+        model, AttributionParams(methods=("integrated_gradients",), n_steps=2, integration="riemann_right")
+    ).attributions[0]
     worst = float(np.abs(loose.convergence_deltas).max())
     assert worst > 0
     tol = worst / 8
     tight = explain(
-        model, AttributionParams(n_steps=2, integration="riemann_right", completeness_tolerance=tol, max_n_steps=512)
+        model,
+        AttributionParams(
+            methods=("integrated_gradients",),
+            n_steps=2,
+            integration="riemann_right",
+            completeness_tolerance=tol,
+            max_n_steps=512,
+        ),
     ).attributions[0]
     assert max(tight.n_steps) > 2
     ok = np.abs(tight.convergence_deltas) <= tol
@@ -321,12 +342,14 @@ def test_non_finite_results_are_an_error_not_silent():
     with torch.no_grad():
         model.get_input_embeddings().weight[tiny_tokenizer().eos_token_id] = float("nan")
     with pytest.raises(NonFiniteResult, match="integrated_gradients"):
-        explain(model, AttributionParams(baseline="eos", n_steps=4), max_new_tokens=2)
+        explain(
+            model, AttributionParams(methods=("integrated_gradients",), baseline="eos", n_steps=4), max_new_tokens=2
+        )
 
 
 def test_parameters_stay_frozen_and_get_no_gradients():
     model = tiny_model("gpt2")
-    explain(model, AttributionParams(n_steps=4), max_new_tokens=2)
+    explain(model, AttributionParams(methods=("integrated_gradients",), n_steps=4), max_new_tokens=2)
     assert all(not p.requires_grad and p.grad is None for p in model.parameters())
 
 

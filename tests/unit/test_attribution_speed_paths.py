@@ -61,7 +61,7 @@ def test_a_budget_below_one_row_is_refused_naming_the_limit():
     model = tiny_model("llama", seed=12)
     explainer = Explainer(model, tiny_tokenizer(), limits=EngineLimits(memory_budget_bytes=1000))
     with pytest.raises(LimitExceeded, match="memory_budget_bytes") as caught:
-        explainer.explain(_request(AttributionParams(n_steps=4)))
+        explainer.explain(_request(AttributionParams(methods=("integrated_gradients",), n_steps=4)))
     assert caught.value.field == "prompt"
 
 
@@ -92,7 +92,7 @@ def test_float32_engine_is_as_accurate_as_captum_against_float64():
     model32 = tiny_model("llama", seed=13)
     model64 = copy.deepcopy(model32).double()
     tok = tiny_tokenizer()
-    params = AttributionParams(n_steps=16, aggregation="sum", positions=(3, 4, 5))
+    params = AttributionParams(methods=("integrated_gradients",), n_steps=16, aggregation="sum", positions=(3, 4, 5))
     ours32 = Explainer(model32, tok).explain(_request(params)).attributions[0].scores.astype(np.float64)
     ours64 = Explainer(model64, tok).explain(_request(params))
     ids = [t.id for t in ours64.generation.tokens]
@@ -113,8 +113,14 @@ def test_float32_engine_is_as_accurate_as_captum_against_float64():
 def test_bfloat16_precision_is_reported_and_ranks_like_float32():
     model = tiny_model("llama", seed=14)
     explainer = Explainer(model, tiny_tokenizer())
-    fp32 = explainer.explain(_request(AttributionParams(n_steps=16, aggregation="l2"))).attributions[0]
-    bf16 = explainer.explain(_request(AttributionParams(n_steps=16, aggregation="l2", precision="bfloat16")))
+    fp32 = explainer.explain(
+        _request(AttributionParams(methods=("integrated_gradients",), n_steps=16, aggregation="l2"))
+    ).attributions[0]
+    bf16 = explainer.explain(
+        _request(
+            AttributionParams(methods=("integrated_gradients",), n_steps=16, aggregation="l2", precision="bfloat16")
+        )
+    )
     low = bf16.attributions[0]
     assert low.precision == "bfloat16" and fp32.precision == "float32"
     assert low.scores.dtype == np.float32 and np.isfinite(low.scores).all()
@@ -148,16 +154,18 @@ def test_a_request_beyond_the_cost_limit_is_refused_before_generation(monkeypatc
 
     monkeypatch.setattr("ecco_engine.explainer.generate_ids", no_generation)
     with pytest.raises(LimitExceeded, match="max_cost_token_rows"):
-        explainer.explain(_request(AttributionParams(n_steps=64), max_new_tokens=16))
+        explainer.explain(_request(AttributionParams(methods=("integrated_gradients",), n_steps=64), max_new_tokens=16))
     monkeypatch.undo()
-    small = explainer.explain(_request(AttributionParams(n_steps=2), max_new_tokens=2))  # within the limit
+    small = explainer.explain(
+        _request(AttributionParams(methods=("integrated_gradients",), n_steps=2), max_new_tokens=2)
+    )  # within the limit
     assert small.cost_estimate.token_rows <= 1000
 
 
 def test_device_out_of_memory_is_a_limit_error_and_the_next_request_runs(monkeypatch):
     model = tiny_model("llama", seed=17)
     explainer = Explainer(model, tiny_tokenizer())
-    request = _request(AttributionParams(n_steps=4), max_new_tokens=2)
+    request = _request(AttributionParams(methods=("integrated_gradients",), n_steps=4), max_new_tokens=2)
     expected = explainer.explain(request)
 
     def out_of_memory(*args, **kwargs):

@@ -49,7 +49,9 @@ def explainer() -> Explainer:
 
 def _explain(explainer: Explainer, **attribution) -> tuple[int, ...]:
     request = ExplainRequest(
-        prompt="hi", generation=GenerationParams(max_new_tokens=1), attribution=AttributionParams(**attribution)
+        prompt="hi",
+        generation=GenerationParams(max_new_tokens=1),
+        attribution=AttributionParams(**{"methods": ("integrated_gradients",), **attribution}),
     )
     (result,) = explainer.explain(request).attributions
     assert result.n_steps is not None
@@ -76,15 +78,15 @@ def test_steps_beyond_the_server_limit_are_413_naming_the_field_sent(explainer):
 
 
 def test_an_omitted_max_n_steps_is_capped_at_the_server_limit():
-    params = AttributionParams(n_steps=4, completeness_tolerance=0.1)
+    params = AttributionParams(methods=("integrated_gradients",), n_steps=4, completeness_tolerance=0.1)
     assert params.max_n_steps is None and params.step_ceiling == DEFAULT_MAX_N_STEPS
     assert params.within(128).max_n_steps == 128
     assert params.within(4096).max_n_steps == DEFAULT_MAX_N_STEPS
-    assert AttributionParams(n_steps=600).step_ceiling == 600
-    given = AttributionParams(n_steps=4, max_n_steps=64)
+    assert AttributionParams(methods=("integrated_gradients",), n_steps=600).step_ceiling == 600
+    given = AttributionParams(methods=("integrated_gradients",), n_steps=4, max_n_steps=64)
     assert given.within(32) is given  # a given one is checked against the limit, never changed
     with pytest.raises(InvalidRequest, match="max_n_steps: must be an integer >= n_steps"):
-        AttributionParams(n_steps=8, max_n_steps=4)
+        AttributionParams(methods=("integrated_gradients",), n_steps=8, max_n_steps=4)
 
 
 @pytest.mark.parametrize(("request_fields", "field"), [
@@ -118,7 +120,7 @@ def test_a_one_token_text_longer_than_any_token_is_refused_unread(explainer):
     request = ExplainRequest(
         prompt="hi",
         generation=GenerationParams(max_new_tokens=1),
-        attribution=AttributionParams(target="contrastive", contrast_token=text),
+        attribution=AttributionParams(methods=("integrated_gradients",), target="contrastive", contrast_token=text),
     )
     before = explainer.tokenizer.encoded_chars
     with pytest.raises(InvalidRequest, match=f"contrast_token: is {MAX_CHARS_PER_TOKEN + 1} characters"):
