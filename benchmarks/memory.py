@@ -49,7 +49,9 @@ def child(budget_bytes: int, n_steps: int, n_targets: int, n_prompt: int, thread
     prompt = tokenizer.decode(ids[:n_prompt])
     continuation = tokenizer.decode(ids[n_prompt:])
     request = ExplainRequest(
-        prompt=prompt, continuation=continuation, attribution=AttributionParams(n_steps=n_steps, aggregation="l2")
+        prompt=prompt,
+        continuation=continuation,
+        attribution=AttributionParams(methods=("integrated_gradients",), n_steps=n_steps, aggregation="l2"),
     )
     loaded = psutil.Process().memory_info().rss
     length = n_prompt + n_targets - 1

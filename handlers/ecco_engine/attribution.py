@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .budget import MemoryModel, plan
+from .budget import MemoryModel, inference_rows, plan
 from .deadline import NEVER, Deadline
 from .errors import InvalidRequest, NonFiniteResult
 from .layout import ModelLayout
@@ -199,7 +199,13 @@ def _gradient_sums(
 
 
 def _row_attributions(
-    method: RowMethod, work: _Work, indices: list[int], budget: Budget, precision: Precision, deadline: Deadline
+    method: RowMethod,
+    work: _Work,
+    indices: list[int],
+    memory: MemoryModel,
+    budget: Budget,
+    precision: Precision,
+    deadline: Deadline,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
     """Yield ``(positions into indices, attributions (k, length, hidden or 1))`` group by group
     (``deadline`` checked before each group)."""
@@ -215,7 +221,10 @@ def _row_attributions(
             inputs=work.embeddings[:, :length].expand(rows, -1, -1).clone(),
             baselines=base[:, :length].expand(rows, -1, -1).clone(),
             forward_args=(work.positions(chosen), work.token_ids(chosen), work.contrast(chosen)),
-            rows_per_forward=max(1, budget.token_budget // length),
+            # forwards only: bounded by the token budget and by the memory budget (budget.inference_rows)
+            rows_per_forward=max(
+                1, min(budget.token_budget // length, inference_rows(memory, length, budget_bytes=budget.memory_bytes))
+            ),
             n_samples=n_samples,
             seed=work.params.sampling_seed,
         )
@@ -419,7 +428,9 @@ def iter_attribute_tokens(
                 yield from (row_of(i) for i in every)
             else:
                 assert isinstance(method, RowMethod)
-                for group, attributions in _row_attributions(method, work, pending, budget, precision, deadline):
+                for group, attributions in _row_attributions(
+                    method, work, pending, memory, budget, precision, deadline
+                ):
                     chosen = [pending[g] for g in group]
                     store(chosen, attributions, n_steps)
                     yield from (row_of(i) for i in chosen)

@@ -87,6 +87,15 @@ class MemoryModel:
         return n_batched * rows * (per_block + attention + (2 * length + n_scored) * self.hidden * 4)
 
 
+def inference_rows(memory: MemoryModel, length: int, *, budget_bytes: int) -> int:
+    """Rows of ``length`` tokens one forward without gradients may batch within ``budget_bytes``: it
+    holds one block's tensors at a time (in and out), the attention probabilities and the scored
+    position's vocabulary row; at least 1."""
+    per_row = 2 * memory.row_bytes(length) / max(1, memory.n_blocks) + memory.heads * length * length * 4
+    per_row += memory.vocab * 4 * LOGIT_COPIES
+    return max(1, int(HEADROOM * budget_bytes // per_row))
+
+
 @dataclass(frozen=True)
 class GradientPlan:
     """How a gradient method's work is cut: points per forward, targets per batched backward."""

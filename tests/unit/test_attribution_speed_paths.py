@@ -16,7 +16,7 @@ from captum.attr import IntegratedGradients
 from scipy.stats import spearmanr
 
 from ecco_engine import AttributionParams, EngineLimits, Explainer, ExplainRequest, GenerationParams, LimitExceeded
-from ecco_engine.budget import HEADROOM, plan
+from ecco_engine.budget import HEADROOM, inference_rows, plan
 from ecco_engine.loading import resolve_device
 from ecco_engine.targets import target_function
 from tiny_models import tiny_model, tiny_tokenizer
@@ -214,3 +214,19 @@ def test_the_engine_on_a_gpu_equals_the_cpu(precision):
     rel = 1e-4 if precision == "float32" else 5e-2
     for a, b in zip(gpu.attributions, cpu.attributions, strict=True):
         _rows_close(a.scores, b.scores, rel)
+
+
+def test_forward_only_methods_are_bounded_by_the_memory_budget_too():
+    """With the token budget lifted, a small memory budget still cuts occlusion's batches, with the same
+    numbers as one big batch."""
+    model = tiny_model("llama", seed=19)
+    params = AttributionParams(methods=("occlusion",), aggregation="sum")
+    wide = Explainer(model, tiny_tokenizer(), limits=EngineLimits(token_budget=10**6, memory_budget_bytes=2**34))
+    narrow = Explainer(model, tiny_tokenizer(), limits=EngineLimits(token_budget=10**6, memory_budget_bytes=1))
+    assert inference_rows(narrow.memory, 16, budget_bytes=1) == 1
+    assert inference_rows(wide.memory, 16, budget_bytes=2**34) > 1000
+    _rows_close(
+        narrow.explain(_request(params)).attributions[0].scores,
+        wide.explain(_request(params)).attributions[0].scores,
+        1e-5,
+    )
