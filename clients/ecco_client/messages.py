@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from ecco_proto.fields import enum_name
+from ecco_proto.fields import enum_name, value_type
 
 from .matrices import int_rows, matrix_rows
 
@@ -56,17 +56,6 @@ OVERRIDES: dict[str, Override] = {
 }
 
 
-def _one(hint: Any) -> Any:
-    """The type of one value: ``X`` of ``X | None``, ``tuple[X, ...]`` and ``tuple[X, ...] | None``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        return _one(rest[0]) if len(rest) == 1 else hint
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return _one(args[0])
-    return hint
-
-
 def _allows_none(hint: Any) -> bool:
     return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
 
@@ -91,7 +80,7 @@ def _item(field: FieldDescriptor, value: Any, hint: Any, parent: Any) -> Any:
         return matrix_rows(value)
     if name == "ecco.v1.IntMatrix":
         return int_rows(value)
-    return from_message(value, _one(hint), parent)
+    return from_message(value, value_type(hint), parent)
 
 
 def _field(message: Any, field: FieldDescriptor, hint: Any) -> Any:

@@ -16,7 +16,6 @@ error is an ``InvalidRequest`` naming the dotted wire path (``internals.interven
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Callable
 from enum import Enum
@@ -27,7 +26,7 @@ from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from ecco_engine import InvalidRequest
-from ecco_proto.fields import enum_name, enum_names, enum_number, is_optional
+from ecco_proto.fields import enum_name, enum_names, enum_number, is_optional, value_type
 
 #: read by ``decode_request`` (kind, float16, stream) or by an override (skip, with ``methods``)
 WIRE_ONLY = frozenset(
@@ -82,21 +81,10 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _one(hint: Any) -> Any:
-    """The type of one value: ``X`` of ``X | None``, ``tuple[X, ...]`` and ``tuple[X, ...] | None``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        rest = [a for a in args if a is not type(None)]
-        return _one(rest[0]) if len(rest) == 1 else hint
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return _one(args[0])
-    return hint
-
-
 @cache
 def _engine_types(cls: type) -> dict[str, Any]:
     """Field name -> the engine type of one value of that field (``AttributionParams.target``: ``TargetKind``)."""
-    return {name: _one(hint) for name, hint in typing.get_type_hints(cls).items()}
+    return {name: value_type(hint) for name, hint in typing.get_type_hints(cls).items()}
 
 
 def engine_enum(number: int, enum: EnumDescriptor, kind: Any, path: str) -> Any:

@@ -11,6 +11,8 @@ no hand-written mapping on either side::
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -97,3 +99,15 @@ def _as_list(value: Any, name: str) -> Iterable[Any]:
     if isinstance(value, (str, bytes, Mapping)):
         raise TypeError(f"{name} is a list, got {value!r}")
     return value
+
+
+def value_type(hint: Any) -> Any:
+    """The type of one value of a dataclass field's type hint: ``X`` of ``X | None``, ``tuple[X, ...]``
+    and ``tuple[X, ...] | None`` (shared by the codec and the client's result mapping)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return value_type(rest[0]) if len(rest) == 1 else hint
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return value_type(args[0])
+    return hint

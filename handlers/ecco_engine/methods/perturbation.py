@@ -21,6 +21,20 @@ def per_eval(call: MethodCall) -> int:
     return max(1, call.rows_per_forward // call.inputs.shape[0])
 
 
+def sampled(captum_method: type, forward, call: MethodCall) -> torch.Tensor:
+    """One seeded call of a Captum sampling method (``n_samples``), one score per source token."""
+    with seeded(call.seed):
+        attributions = captum_method(forward).attribute(
+            call.inputs,
+            baselines=call.baselines,
+            additional_forward_args=call.forward_args,
+            feature_mask=token_features(call),
+            n_samples=call.n_samples,
+            perturbations_per_eval=per_eval(call),
+        )
+    return attributions[..., :1]
+
+
 @register
 class OcclusionMethod(RowMethod):
     name = "occlusion"
@@ -57,16 +71,7 @@ class ShapleyValueSamplingMethod(RowMethod):
     default_n_samples = 8
 
     def attribute(self, forward, call):
-        with seeded(call.seed):
-            attributions = ShapleyValueSampling(forward).attribute(
-                call.inputs,
-                baselines=call.baselines,
-                additional_forward_args=call.forward_args,
-                feature_mask=token_features(call),
-                n_samples=call.n_samples,
-                perturbations_per_eval=per_eval(call),
-            )
-        return attributions[..., :1]
+        return sampled(ShapleyValueSampling, forward, call)
 
     def forwards_per_row(self, n_sources, n_samples):
         assert n_samples is not None  # sampled
@@ -89,16 +94,7 @@ class KernelShapMethod(RowMethod):
         if call.inputs.shape[1] == 1:  # one token: its Shapley value is exact (Captum cannot sample one feature)
             change = forward(call.inputs, *call.forward_args) - forward(call.baselines, *call.forward_args)
             return change.view(-1, 1, 1)
-        with seeded(call.seed):
-            attributions = KernelShap(forward).attribute(
-                call.inputs,
-                baselines=call.baselines,
-                additional_forward_args=call.forward_args,
-                feature_mask=token_features(call),
-                n_samples=call.n_samples,
-                perturbations_per_eval=per_eval(call),
-            )
-        return attributions[..., :1]
+        return sampled(KernelShap, forward, call)
 
     def forwards_per_row(self, n_sources, n_samples):
         assert n_samples is not None  # sampled
