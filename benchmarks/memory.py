@@ -57,8 +57,9 @@ def child(budget_bytes: int, n_steps: int, n_targets: int, n_prompt: int, thread
     length = n_prompt + n_targets - 1
     out = {"budget_bytes": budget_bytes, "loaded_rss": loaded, "prompt_tokens": n_prompt}
     try:
-        cut = plan(explainer.memory, n_steps, length, n_targets, budget_bytes=budget_bytes, token_budget=10**6)
-        out["plan"] = [cut.points_per_forward, cut.targets_per_backward]
+        ends = list(range(n_prompt, n_prompt + n_targets))
+        cut = plan(explainer.memory, n_steps, ends, budget_bytes=budget_bytes, token_budget=10**6)
+        out["plan"] = [cut.points_per_forward, cut.targets_per_backward, len(cut.segments)]
     except LimitExceeded:
         out["plan"] = None
     start = time.process_time()

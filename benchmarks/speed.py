@@ -111,6 +111,28 @@ def llm_attr_rows(model, tokenizer, ids: list[int], prompt_length: int, method: 
     return np.stack(rows)
 
 
+def gemm_throughput(device: str, hidden: int, intermediate: int, rows: int = 1792) -> dict[str, float]:
+    """GFLOP/s of the model's MLP-sized matrix product per dtype on ``device``: what reduced precision can gain
+    here at all (a CPU without AMX may run bfloat16 slower than float32)."""
+    out = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        a = torch.randn(rows, hidden, device=device).to(dtype)
+        w = torch.randn(intermediate, hidden, device=device).to(dtype)
+        for _ in range(3):
+            torch.nn.functional.linear(a, w)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start, n = time.perf_counter(), 20
+        for _ in range(n):
+            torch.nn.functional.linear(a, w)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        out[str(dtype).removeprefix("torch.")] = (
+            2 * rows * hidden * intermediate * n / (time.perf_counter() - start) / 1e9
+        )
+    return out
+
+
 def row_relative_diff(ours: np.ndarray, ref: np.ndarray) -> float:
     scale = np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-30)
     return float((np.abs(ours - ref) / scale).max())
@@ -131,6 +153,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--prompts", default="10,40", help="which prompts (by token count): 10, 40")
     parser.add_argument("--llm-attr", action="store_true", help="also time Captum's LLMGradientAttribution")
+    parser.add_argument(
+        "--sides", default="", help="only the jobs whose 'method | side' contains one of these (comma-separated)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the model and every side run there)")
     args = parser.parse_args()
 
@@ -140,6 +165,12 @@ def main() -> None:
     baseline_id = int(tokenizer.eos_token_id)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     document: dict = {"environment": environment(args.threads), "device": args.device, "prompts": {}}
+    config = model.config
+    gemm = gemm_throughput(
+        args.device, config.hidden_size, getattr(config, "intermediate_size", 4 * config.hidden_size)
+    )
+    document["gemm_gflops"] = gemm
+    print("matrix product GFLOP/s by dtype:", ", ".join(f"{k} {v:.0f}" for k, v in gemm.items()), flush=True)
     summary = []
     for n_prompt in (int(p) for p in args.prompts.split(",")):
         request = ExplainRequest(
@@ -181,6 +212,9 @@ def main() -> None:
                 jobs[(method, "llm_attr")] = lambda m=method, ids=ids, P=P: llm_attr_rows(
                     model, tokenizer, ids, P, m, baseline_id, args.n_steps
                 )
+        if args.sides:
+            wanted = args.sides.split(",")
+            jobs = {key: job for key, job in jobs.items() if any(w in f"{key[0]} | {key[1]}" for w in wanted)}
         for r in range(args.rounds):
             order = list(jobs) if r % 2 == 0 else list(reversed(jobs))
             for key in order:
@@ -192,6 +226,8 @@ def main() -> None:
                 print(f"  prompt {n_prompt}: {key[0]} {key[1]}: {clock.cpu:.1f} CPU s, {clock.wall:.1f} s", flush=True)
         figures = {}
         for method in ("integrated_gradients", "grad_x_input"):
+            if f"{method} | loop" not in sides:
+                continue
             loop = sides[f"{method} | loop"]
             ref = rows[f"{method} | loop"]
             for side in [s for s in sides if s.startswith(method) and not s.endswith("| loop")]:
@@ -202,7 +238,7 @@ def main() -> None:
                     "speedup_cpu": loop["cpu"] / sides[side]["cpu"], "speedup_wall": loop["wall"] / sides[side]["wall"],
                     "max_row_rel_diff_to_loop": row_relative_diff(ours, ref),
                 }  # fmt: skip
-                if side.endswith("bfloat16"):
+                if side.endswith("bfloat16") and f"{method} | engine float32" in rows:
                     fp32 = rows[f"{method} | engine float32"]
                     corr = rank_correlations(ours, fp32, P)
                     entry["rank_corr_to_float32_median"] = float(np.median(corr))
@@ -228,6 +264,7 @@ def main() -> None:
         summary,
     ))  # fmt: skip
     print("speed-up = plain per-token Captum loop / side (> 1: faster than the loop)")
+    print("matrix product GFLOP/s by dtype:", ", ".join(f"{k} {v:.0f}" for k, v in gemm.items()))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ position ``t - 1`` sees only positions ``<= t - 1``, so for gradient methods
 serves every target: its hidden states are cut at the unembedding (``TargetForward.shared``), the
 vocabulary projection is differentiated once for all targets, and each target then needs only a
 backward through the decoder from its own position, batched over a few targets at a time
-(``torch.autograd.grad(..., is_grads_batched=True)``). Points per forward and targets per backward
-are sized by the memory budget (``budget.plan``). A row is final (and streamed) as soon as its
+(``torch.autograd.grad(..., is_grads_batched=True)``). The forward runs in segments along the sequence
+(``TargetForward.segments``, the KV cache keeping its graph), so a target's backward runs through its
+own prefix only, not the longest one. Points per forward, targets per backward and the segments are
+sized by the memory budget (``budget.plan``). A row is final (and streamed) as soon as its
 backward over the last points is done.
 
 Methods that cannot share a forward (``Batching.PER_TARGET_ROWS``) run one Captum call per group of
@@ -145,22 +147,17 @@ def _gradient_sums(
     """Yield ``(positions into indices, attributions (k, length, hidden))`` as each group of targets is final.
 
     ``deadline`` is checked before every forward chunk and every backward group."""
-    length = max(work.targets.positions[i] for i in indices)
+    ends = [work.targets.positions[i] for i in indices]  # ascending: indices follow the sorted positions
+    length = ends[-1]
     device = work.embeddings.device
     acc = accumulation_dtype(work.embeddings.dtype)
     inputs = work.embeddings[0, :length]
     baselines = work.baseline[0, :length] if work.baseline is not None else None
     points = method.gradient_points(inputs, baselines, n_steps, work.params)
     n_points = points.weights.shape[0]
-    cut = plan(
-        memory, n_points, length, len(indices), budget_bytes=budget.memory_bytes, token_budget=budget.token_budget
-    )
+    cut = plan(memory, n_points, ends, budget_bytes=budget.memory_bytes, token_budget=budget.token_budget)
     positions, token_ids, contrast = work.positions(indices), work.token_ids(indices), work.contrast(indices)
     sums = torch.zeros(len(indices), length, inputs.shape[-1], dtype=acc, device=device)
-    groups = [
-        list(range(g, min(g + cut.targets_per_backward, len(indices))))
-        for g in range(0, len(indices), cut.targets_per_backward)
-    ]
     for start in range(0, n_points, cut.points_per_forward):
         deadline.check(f"attribution:{method.name}")
         last_chunk = start + cut.points_per_forward >= n_points
@@ -172,30 +169,36 @@ def _gradient_sums(
             else None
         )
         with autocast(precision, device):
-            split = work.forward.shared(chunk, positions, token_ids, contrast, split=True)
+            splits = work.forward.segments(chunk, positions, token_ids, contrast, cut.segments)
             # d(sum_k w_k score_kj)/d(head input): the unembedding differentiated once for every target
-            weighted = (split.scores.to(torch.float64) * weights.view(-1, 1)).sum()
-        (head_grad,) = torch.autograd.grad(weighted, split.head_input)  # (rows, T, hidden)
-        head_grad = head_grad.to(split.hidden.dtype)
-        for g, group in enumerate(groups):
-            deadline.check(f"attribution:{method.name}")
-            outputs = torch.zeros(len(group), *split.hidden.shape, dtype=split.hidden.dtype, device=device)
-            for k, j in enumerate(group):
-                outputs[k, :, j] = head_grad[:, j]
-            retain = g < len(groups) - 1
-            if len(group) == 1:
-                (grads,) = torch.autograd.grad(split.hidden, chunk, outputs[0], retain_graph=retain)
-                grads = grads.unsqueeze(0)
-            else:
-                (grads,) = torch.autograd.grad(split.hidden, chunk, outputs, retain_graph=retain, is_grads_batched=True)
-            grads = grads.to(acc) if multipliers is None else grads.to(acc) * multipliers
-            sums[group[0] : group[-1] + 1] += grads.sum(dim=1)
-            if last_chunk:
-                attributions = method.combine(
-                    inputs.to(acc), baselines.to(acc) if baselines is not None else None, sums[group[0] : group[-1] + 1]
-                )
-                yield group, attributions
-        del split, head_grad
+            weighted = sum((s.scores.to(torch.float64) * weights.view(-1, 1)).sum() for s in splits)
+        head_grads = torch.autograd.grad(weighted, [s.head_input for s in splits])  # each (rows, T_k, hidden)
+        for k, ((first, last), split, head_grad) in enumerate(zip(cut.segments, splits, head_grads, strict=True)):
+            head_grad = head_grad.to(split.hidden.dtype)
+            groups = cut.groups(first, last)
+            for g, group in enumerate(groups):
+                deadline.check(f"attribution:{method.name}")
+                outputs = torch.zeros(len(group), *split.hidden.shape, dtype=split.hidden.dtype, device=device)
+                for b, j in enumerate(group):
+                    outputs[b, :, j - first] = head_grad[:, j - first]
+                retain = k < len(splits) - 1 or g < len(groups) - 1  # a later segment's graph holds this one
+                if len(group) == 1:
+                    (grads,) = torch.autograd.grad(split.hidden, chunk, outputs[0], retain_graph=retain)
+                    grads = grads.unsqueeze(0)
+                else:
+                    (grads,) = torch.autograd.grad(
+                        split.hidden, chunk, outputs, retain_graph=retain, is_grads_batched=True
+                    )
+                grads = grads.to(acc) if multipliers is None else grads.to(acc) * multipliers
+                sums[group[0] : group[-1] + 1] += grads.sum(dim=1)
+                if last_chunk:
+                    attributions = method.combine(
+                        inputs.to(acc),
+                        baselines.to(acc) if baselines is not None else None,
+                        sums[group[0] : group[-1] + 1],
+                    )
+                    yield group, attributions
+        del splits, head_grads
 
 
 def _row_attributions(

@@ -375,8 +375,8 @@ class Explainer:
         """``LimitExceeded`` naming the memory budget when one row of the attribution would not fit it."""
         if any(get_method(name).needs_gradients for name in request.attribution.methods):
             plan(
-                self.memory, 1, max(targets.positions), len(targets.positions),
-                budget_bytes=self.budget.memory_bytes, token_budget=self.budget.token_budget,
+                self.memory, 1, sorted(targets.positions), budget_bytes=self.budget.memory_bytes,
+                token_budget=self.budget.token_budget,
             )  # fmt: skip
 
     def _check_interventions(self, request: ExplainRequest) -> None:

@@ -50,13 +50,13 @@ class GeneratedIds:
     choices: tuple[Choice, ...] = ()  # (n_generated,)
 
 
-def _cache_kwarg(model: torch.nn.Module) -> str:
+def cache_kwarg(model: torch.nn.Module) -> str:
     """transformers 5 calls the KV cache argument ``cache``; older releases ``past_key_values``."""
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _output_cache(output):
+def output_cache(output):
     cache = getattr(output, "cache", None)
     return cache if cache is not None else getattr(output, "past_key_values", None)
 
@@ -97,7 +97,7 @@ def iter_generate(
         generator = torch.Generator(device="cpu")
         generator.manual_seed(params.seed if params.seed is not None else torch.seed())
     device = next(model.parameters()).device
-    cache_name = _cache_kwarg(model)
+    cache_name = cache_kwarg(model)
     new_ids: list[int] = []
     with torch.inference_mode():
         inputs = torch.tensor([prompt_ids], device=device)
@@ -106,7 +106,7 @@ def iter_generate(
             deadline.check("generation")
             kwargs: dict[str, object] = {cache_name: cache} if cache is not None else {}
             output = model(input_ids=inputs, use_cache=True, logits_to_keep=1, **kwargs)
-            cache = _output_cache(output)
+            cache = output_cache(output)
             logits = output.logits[0, -1].float()
             if params.do_sample:
                 probs = torch.softmax(filter_logits(logits, params), dim=-1).cpu()

@@ -11,6 +11,10 @@ post-processing the model applies after it (soft-capping, scaling) still applies
   hang off a leaf ``head_input`` ``(rows, T, hidden)`` and ``hidden`` ``(rows, T, hidden)`` keeps the
   graph back to the embeddings, so each target's backward through the decoder starts from its own
   position's hidden state (``attribution.py``) and the vocabulary projection is differentiated once.
+- ``segments``: ``shared(..., split=True)`` cut along the sequence: one forward per segment of positions,
+  each attending to the earlier segments' keys and values through the model's own KV cache, which keeps
+  its graph. The values are those of one forward, but a backward from a target in segment ``k`` never
+  runs through a later segment: a target's backward costs its own prefix, not the longest one.
 
 Scores are computed in the model's dtype promoted to at least float32 (a float64 model stays float64).
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .generation import cache_kwarg, output_cache
 from .types import TargetKind
 
 
@@ -92,9 +97,11 @@ class TargetForward:
             handle.remove()
             self._positions = self._hidden = self._leaf = None
 
-    def _logits(self, embeddings: torch.Tensor, positions: torch.Tensor, *, per_row: bool, split: bool):
+    def _logits(self, embeddings: torch.Tensor, positions: torch.Tensor, *, per_row: bool, split: bool, **kwargs):
         self._positions, self._per_row, self._split = positions, per_row, split
         try:
+            if kwargs:
+                return self.model(inputs_embeds=embeddings, **kwargs)
             return self.model(inputs_embeds=embeddings, use_cache=False).logits
         finally:
             self._positions = None
@@ -116,3 +123,28 @@ class TargetForward:
         result = SplitScores(scores=scores, head_input=self._leaf, hidden=self._hidden)
         self._hidden = self._leaf = None
         return result
+
+    def segments(self, embeddings, positions, token_ids, contrast_ids, bounds) -> list[SplitScores]:
+        """``shared(..., split=True)`` cut into segments: ``bounds`` ``[(first, last), ...]`` index runs of the
+        (sorted) ``positions``; segment ``k`` covers the sequence up to and including ``positions[last_k]``
+        and scores targets ``first_k .. last_k``. One segment is exactly ``shared``."""
+        if len(bounds) == 1:
+            return [self.shared(embeddings, positions, token_ids, contrast_ids, split=True)]
+        results, cache, start = [], None, 0
+        name = cache_kwarg(self.model)
+        for first, last in bounds:
+            end = int(positions[last]) + 1
+            chosen = slice(first, last + 1)
+            kwargs: dict[str, object] = {"use_cache": True}
+            if cache is not None:
+                kwargs[name] = cache
+            output = self._logits(
+                embeddings[:, start:end], positions[chosen] - start, per_row=False, split=True, **kwargs
+            )
+            cache = output_cache(output)
+            scores = target_function(self.kind, output.logits, token_ids[chosen], contrast_ids[chosen])
+            assert self._hidden is not None and self._leaf is not None  # set by the hook
+            results.append(SplitScores(scores=scores, head_input=self._leaf, hidden=self._hidden))
+            self._hidden = self._leaf = None
+            start = end
+        return results

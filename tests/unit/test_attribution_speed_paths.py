@@ -18,8 +18,8 @@ from scipy.stats import spearmanr
 from ecco_engine import AttributionParams, EngineLimits, Explainer, ExplainRequest, GenerationParams, LimitExceeded
 from ecco_engine.budget import HEADROOM, inference_rows, plan
 from ecco_engine.loading import resolve_device
-from ecco_engine.targets import target_function
-from tiny_models import tiny_model, tiny_tokenizer
+from ecco_engine.targets import TargetForward, target_function
+from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
 
 PROMPT = "The capital of France is"
 
@@ -45,9 +45,10 @@ def test_chunked_by_a_small_memory_budget_equals_one_big_pass(arch):
     length, n_targets = max(whole.attributions[0].target_positions), len(whole.attributions[0].target_positions)
     one_row = big.memory.forward_bytes(1, length, n_targets) + big.memory.backward_bytes(1, 1, length, n_targets)
     small = Explainer(model, tiny_tokenizer(), limits=EngineLimits(memory_budget_bytes=int(one_row / HEADROOM) + 1))
-    cut = plan(small.memory, 12, length, n_targets, budget_bytes=small.budget.memory_bytes, token_budget=1024)
+    ends = sorted(whole.attributions[0].target_positions)
+    cut = plan(small.memory, 12, ends, budget_bytes=small.budget.memory_bytes, token_budget=1024)
     assert (cut.points_per_forward, cut.targets_per_backward) == (1, 1)  # the small budget really chunks
-    wide = plan(big.memory, 12, length, n_targets, budget_bytes=big.budget.memory_bytes, token_budget=1024)
+    wide = plan(big.memory, 12, ends, budget_bytes=big.budget.memory_bytes, token_budget=1024)
     assert wide.points_per_forward == 12 and wide.targets_per_backward > 1
     chunked = small.explain(_request(params))
     for a, b in zip(chunked.attributions, whole.attributions, strict=True):
@@ -55,6 +56,52 @@ def test_chunked_by_a_small_memory_budget_equals_one_big_pass(arch):
     np.testing.assert_allclose(
         chunked.attributions[0].convergence_deltas, whole.attributions[0].convergence_deltas, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_the_segmented_forward_equals_captum_on_every_architecture(arch):
+    """Ten targets: the plan cuts the shared forward into segments (each attending to the earlier ones through
+    the model's KV cache), and every row still equals one Captum call per token, on every family."""
+    model = tiny_model(arch, seed=19)
+    explainer = Explainer(model, tiny_tokenizer())
+    params = AttributionParams(methods=("integrated_gradients",), n_steps=4, aggregation="sum")
+    result = explainer.explain(_request(params, max_new_tokens=10))
+    ours = result.attributions[0]
+    cut = plan(explainer.memory, 4, list(ours.target_positions), budget_bytes=2**34, token_budget=1024)
+    assert len(ours.target_positions) == 10 and len(cut.segments) == 3, cut  # 3 segments of 4, 4 and 2 targets
+    ids = [t.id for t in result.generation.tokens]
+    ref = _per_token_ig(model, ids, 4, tiny_tokenizer().eos_token_id, last=10)
+    _rows_close(ours.scores.astype(np.float64), ref, 1e-4)
+
+
+def test_a_segment_backward_runs_through_its_own_prefix_only():
+    """The backward of a target in the first segment runs through the first segment's tokens only; a
+    target in the second runs through both (it attends to the first), and the scores equal one forward."""
+    model = tiny_model("llama", seed=20)
+    explainer = Explainer(model, tiny_tokenizer())
+    forward = TargetForward(model, explainer.layout.unembedding, AttributionParams().target)
+    embeddings = explainer.layout.embedding(torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12]])).detach().requires_grad_()
+    lengths: list[int] = []  # the sequence length of every gradient that flows through the first block
+
+    def watch(_module, _args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        hidden.register_hook(lambda grad: lengths.append(grad.shape[1]))
+
+    handle = explainer.layout.blocks[0].register_forward_hook(watch)
+    positions, ids = torch.tensor([2, 3, 6, 7]), torch.tensor([1, 2, 3, 4])
+    try:
+        with forward.attach(), torch.enable_grad():
+            first, second = forward.segments(embeddings, positions, ids, ids, ((0, 1), (2, 3)))
+            torch.autograd.grad(first.hidden.sum(), embeddings, retain_graph=True)
+            early, lengths[:] = list(lengths), []
+            torch.autograd.grad(second.hidden.sum(), embeddings)
+            late = list(lengths)
+            whole = forward.shared(embeddings, positions, ids, ids)
+    finally:
+        handle.remove()
+    assert early == [4]  # the first segment: tokens 0..3
+    assert sorted(late) == [4, 4]  # the second segment's own 4 tokens, then the first's through the cache
+    torch.testing.assert_close(torch.cat([first.scores, second.scores], dim=1), whole, rtol=0, atol=1e-5)
 
 
 def test_a_budget_below_one_row_is_refused_naming_the_limit():
@@ -65,12 +112,12 @@ def test_a_budget_below_one_row_is_refused_naming_the_limit():
     assert caught.value.field == "prompt"
 
 
-def _per_token_ig(model, ids, n_steps: int, baseline_id: int) -> np.ndarray:
+def _per_token_ig(model, ids, n_steps: int, baseline_id: int, last: int = 3) -> np.ndarray:
     """Captum, one call per generated token, in the model's own dtype (signed sum per source)."""
     embedding = model.get_input_embeddings()
     emb = embedding(torch.tensor([ids])).detach()
     rows = []
-    for pos in range(len(ids) - 3, len(ids)):
+    for pos in range(len(ids) - last, len(ids)):
         token = torch.tensor([ids[pos]])
 
         def forward(x, token=token):
