@@ -54,7 +54,6 @@ def child(budget_bytes: int, n_steps: int, n_targets: int, n_prompt: int, thread
         attribution=AttributionParams(methods=("integrated_gradients",), n_steps=n_steps, aggregation="l2"),
     )
     loaded = psutil.Process().memory_info().rss
-    length = n_prompt + n_targets - 1
     out = {"budget_bytes": budget_bytes, "loaded_rss": loaded, "prompt_tokens": n_prompt}
     try:
         ends = list(range(n_prompt, n_prompt + n_targets))
