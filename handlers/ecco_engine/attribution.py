@@ -171,7 +171,7 @@ def _gradient_sums(
         with autocast(precision, device):
             splits = work.forward.segments(chunk, positions, token_ids, contrast, cut.segments)
             # d(sum_k w_k score_kj)/d(head input): the unembedding differentiated once for every target
-            weighted = sum((s.scores.to(torch.float64) * weights.view(-1, 1)).sum() for s in splits)
+            weighted = torch.stack([(s.scores.to(torch.float64) * weights.view(-1, 1)).sum() for s in splits]).sum()
         head_grads = torch.autograd.grad(weighted, [s.head_input for s in splits])  # each (rows, T_k, hidden)
         for k, ((first, last), split, head_grad) in enumerate(zip(cut.segments, splits, head_grads, strict=True)):
             head_grad = head_grad.to(split.hidden.dtype)
