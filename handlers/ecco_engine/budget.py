@@ -139,6 +139,9 @@ MAX_TARGETS_PER_BACKWARD = 4
 MAX_SEGMENTS = 4
 #: segment only when that saves at least this share of the backward's token-rows
 MIN_SEGMENT_SAVING = 0.1
+#: and only with at least this many points per forward: with fewer, a backward is bound by its per-operation
+#: overhead, not by its tokens (gradient x input, one row: segmenting saved nothing on the default model)
+MIN_SEGMENT_ROWS = 8
 
 
 def segments(ends: Sequence[int], targets_per_backward: int) -> tuple[tuple[int, int], ...]:
@@ -158,16 +161,17 @@ def plan(
 ) -> GradientPlan:
     """The largest cut that fits ``budget_bytes`` (and ``token_budget`` row-tokens per forward) for targets
     whose prefixes are ``ends`` tokens long (ascending); ``LimitExceeded`` when one point for one target does
-    not fit. A segmented forward keeps more: the plan drops the segments before it would refuse."""
+    not fit. A segmented forward keeps more (the earlier segments' keys and values again); with fewer points
+    per forward than ``MIN_SEGMENT_ROWS`` (as a tight budget leaves) the forward is not segmented."""
     length, n_targets = ends[-1], len(ends)
     targets = min(n_targets, MAX_TARGETS_PER_BACKWARD)
     rows = max(1, min(n_points, token_budget // max(1, length)))
 
-    def layout(t: int, segmented: bool) -> tuple[tuple[int, int], ...]:
-        return segments(ends, t) if segmented else ((0, n_targets - 1),)
+    def layout(r: int, t: int) -> tuple[tuple[int, int], ...]:
+        return segments(ends, t) if r >= MIN_SEGMENT_ROWS else ((0, n_targets - 1),)
 
-    def fits(r: int, t: int, segmented: bool = True) -> bool:
-        cached = sum(ends[first - 1] for first, _ in layout(t, segmented) if first > 0)
+    def fits(r: int, t: int) -> bool:
+        cached = sum(ends[first - 1] for first, _ in layout(r, t) if first > 0)
         need = memory.forward_bytes(r, length, n_targets, cached) + memory.backward_bytes(t, r, length, n_targets)
         return need <= HEADROOM * budget_bytes
 
@@ -175,12 +179,11 @@ def plan(
         rows = (rows + 1) // 2
     while targets > 1 and not fits(rows, targets):
         targets = (targets + 1) // 2
-    segmented = fits(rows, targets)
-    if not fits(rows, targets, segmented):
+    if not fits(rows, targets):
         need = (memory.forward_bytes(1, length, n_targets) + memory.backward_bytes(1, 1, length, n_targets)) / HEADROOM
         raise LimitExceeded(
             "prompt",
             f"attributing {n_targets} token(s) over {length} source tokens needs about {need / 2**20:.0f} MiB for a"
             f" single row; the server's memory budget (memory_budget_bytes) is {budget_bytes / 2**20:.0f} MiB",
         )
-    return GradientPlan(points_per_forward=rows, targets_per_backward=targets, segments=layout(targets, segmented))
+    return GradientPlan(points_per_forward=rows, targets_per_backward=targets, segments=layout(rows, targets))

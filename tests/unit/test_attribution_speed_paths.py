@@ -16,7 +16,7 @@ from captum.attr import IntegratedGradients
 from scipy.stats import spearmanr
 
 from ecco_engine import AttributionParams, EngineLimits, Explainer, ExplainRequest, GenerationParams, LimitExceeded
-from ecco_engine.budget import HEADROOM, inference_rows, plan
+from ecco_engine.budget import HEADROOM, MemoryModel, inference_rows, plan
 from ecco_engine.loading import resolve_device
 from ecco_engine.targets import TargetForward, target_function
 from tiny_models import ARCHITECTURES, tiny_model, tiny_tokenizer
@@ -64,14 +64,38 @@ def test_the_segmented_forward_equals_captum_on_every_architecture(arch):
     the model's KV cache), and every row still equals one Captum call per token, on every family."""
     model = tiny_model(arch, seed=19)
     explainer = Explainer(model, tiny_tokenizer())
-    params = AttributionParams(methods=("integrated_gradients",), n_steps=4, aggregation="sum")
+    params = AttributionParams(methods=("integrated_gradients",), n_steps=8, aggregation="sum")
     result = explainer.explain(_request(params, max_new_tokens=10))
     ours = result.attributions[0]
-    cut = plan(explainer.memory, 4, list(ours.target_positions), budget_bytes=2**34, token_budget=1024)
+    cut = plan(explainer.memory, 8, list(ours.target_positions), budget_bytes=2**34, token_budget=1024)
     assert len(ours.target_positions) == 10 and len(cut.segments) == 3, cut  # 3 segments of 4, 4 and 2 targets
     ids = [t.id for t in result.generation.tokens]
-    ref = _per_token_ig(model, ids, 4, tiny_tokenizer().eos_token_id, last=10)
+    ref = _per_token_ig(model, ids, 8, tiny_tokenizer().eos_token_id, last=10)
     _rows_close(ours.scores.astype(np.float64), ref, 1e-4)
+
+
+def test_the_plan_segments_only_where_it_pays_and_fits():
+    """Segments for many points over targets spread along the sequence; one segment for a single point
+    (overhead-bound), for targets bunched at the end of a long prompt, and under a budget that only fits
+    the unsegmented forward (a segment keeps the earlier tokens' keys and values again)."""
+    memory = MemoryModel(
+        per_token=1000.0, per_token_pair=0.0, heads=1, n_blocks=2, hidden=8, vocab=16, itemsize=4,
+        per_cached_token=500.0,
+    )  # fmt: skip
+    spread = list(range(10, 26))  # 16 targets after a 10-token prompt
+    assert len(plan(memory, 32, spread, budget_bytes=2**30, token_budget=10**6).segments) == 4
+    assert plan(memory, 1, spread, budget_bytes=2**30, token_budget=10**6).segments == ((0, 15),)
+    bunched = list(range(2000, 2016))
+    assert plan(memory, 32, bunched, budget_bytes=2**34, token_budget=10**6).segments == ((0, 15),)
+    # a budget that holds 8 unsegmented rows but not 8 segmented ones: fewer rows, unsegmented, no refusal
+    unsegmented = memory.forward_bytes(8, 25, 16) + memory.backward_bytes(4, 8, 25, 16)
+    budget = int(unsegmented / HEADROOM) + 1
+    tight = plan(memory, 8, spread, budget_bytes=budget, token_budget=10**6)
+    assert tight.points_per_forward < 8 and tight.segments == ((0, 15),)
+    need = memory.forward_bytes(tight.points_per_forward, 25, 16) + memory.backward_bytes(
+        tight.targets_per_backward, tight.points_per_forward, 25, 16
+    )
+    assert need <= HEADROOM * budget
 
 
 def test_a_segment_backward_runs_through_its_own_prefix_only():
