@@ -4,10 +4,12 @@ Work: the default model, a ~2,000-token prompt, the next ``--targets`` tokens gi
 (teacher forcing) and explained with integrated gradients, ``--n-steps`` steps. Each budget runs in a
 fresh process; it prints the process's resident memory after loading the model, its peak during the
 explanation (``ru_maxrss``), the peak above the loaded level, the plan the engine chose (points per
-forward, targets per backward) and the CPU seconds. A budget below one row is refused with a 413
+forward, targets per backward, segments of the shared forward) and the CPU seconds. A budget below one row is refused with a 413
 before any work (``LimitExceeded``), which the table shows too.
 
-``python benchmarks/memory.py [--budgets-gib 1,2,4] [--n-steps 32] [--targets 2] [--json-out FILE]``
+``python benchmarks/memory.py [--budgets-gib 1,2,4] [--n-steps 32] [--targets 2] [--prompt-tokens 2000]
+[--json-out FILE]`` (a short prompt with many targets, e.g. ``--prompt-tokens 60 --targets 60 --n-steps 8``,
+runs the segmented forward)
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def main() -> None:
     print(f"\nIG {args.n_steps} steps, {args.prompt_tokens}-token prompt, {args.targets} explained tokens, "
           f"{args.threads} threads; measured {kept:.0f} KiB kept per row-token")  # fmt: skip
     print(table(
-        ["budget", "plan (points/forward, targets/backward)", "result", "RSS loaded GiB", "peak RSS GiB",
+        ["budget", "plan (points/forward, targets/backward, segments)", "result", "RSS loaded GiB", "peak RSS GiB",
          "peak above loaded GiB", "above / budget", "CPU s"],
         rows,
     ))  # fmt: skip

@@ -198,7 +198,7 @@ def _gradient_sums(
                         sums[group[0] : group[-1] + 1],
                     )
                     yield group, attributions
-        del splits, head_grads
+        del splits, head_grads, split, head_grad  # nothing of this chunk's graph outlives it
 
 
 def _row_attributions(

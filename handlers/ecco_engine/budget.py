@@ -129,9 +129,10 @@ class GradientPlan:
         return [list(range(g, min(g + step, last + 1))) for g in range(first, last + 1, step)]
 
 
-#: the share of the budget the plan fills: the rest is for what the model does not count (the allocator's
-#: slack, small transients); benchmarks/memory.py measures the peak against the budget
-HEADROOM = 0.85
+#: the share of the budget the plan fills: the rest is for what the model does not count, mostly the allocator
+#: (benchmarks/memory.py, 2,000-token IG on a CPU: glibc's heap kept the peak resident memory at 1.26x what
+#: the model counts; with MALLOC_MMAP_THRESHOLD_=1048576 it was 0.87x, at 45% more time)
+HEADROOM = 0.7
 #: targets per batched backward: 4 was as fast as 8 or 16 and faster than 1 or 2 (benchmarks/speed.py)
 MAX_TARGETS_PER_BACKWARD = 4
 #: segments of one shared forward, at most: a backward from segment k runs through the k segments before it,
