@@ -133,10 +133,12 @@ class GradientPlan:
 #: (benchmarks/memory.py, 2,000-token IG on a CPU: glibc's heap kept the peak resident memory at 1.26x what
 #: the model counts; with MALLOC_MMAP_THRESHOLD_=1048576 it was 0.87x, at 45% more time)
 HEADROOM = 0.7
-#: targets per batched backward: 4 was as fast as 8 or 16 and faster than 1 or 2 (benchmarks/speed.py)
+#: targets per batched backward: for IG (32 points) 4 was faster than 1 or 2, for gradient x input (1 point) as
+#: fast as 8 or 16, on the default model (benchmarks/plan_sweep.py)
 MAX_TARGETS_PER_BACKWARD = 4
 #: segments of one shared forward, at most: a backward from segment k runs through the k segments before it,
 #: one graph each, and 8 or 16 segments (of 2 or 1 targets) were 25% and 2x slower than 4 on the default model
+#: (benchmarks/plan_sweep.py)
 MAX_SEGMENTS = 4
 #: segment only when that saves at least this share of the backward's token-rows
 MIN_SEGMENT_SAVING = 0.1
