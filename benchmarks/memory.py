@@ -5,8 +5,7 @@ Work: the default model, a ~2,000-token prompt, the next ``--targets`` tokens gi
 fresh process; it prints the process's resident memory after loading the model, its peak during the
 explanation (``ru_maxrss``), the peak above the loaded level, the plan the engine chose (points per
 forward, targets per backward, segments of the shared forward) and the CPU seconds. A budget below one
-row is refused with a 413
-before any work (``LimitExceeded``), which the table shows too.
+row is refused with a 413 before any work (``LimitExceeded``), which the table shows too.
 
 ``python benchmarks/memory.py [--budgets-gib 1,2,4] [--n-steps 32] [--targets 2] [--prompt-tokens 2000]
 [--json-out FILE]`` (a short prompt with many targets, e.g. ``--prompt-tokens 60 --targets 60 --n-steps 8``,
