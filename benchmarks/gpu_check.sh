@@ -5,7 +5,9 @@
 #   2. build the default model (make model's converter) unless model_store/ already holds it;
 #   3. run the engine tests that need CUDA (they are skipped on machines without a GPU);
 #   4. run benchmarks/speed.py on the GPU (engine float32 / bfloat16 vs a plain per-token Captum loop,
-#      10- and 40-token prompts, 16 generated tokens, IG 32 steps and gradient x input) and print it.
+#      10- and 40-token prompts, 16 generated tokens, IG 32 steps and gradient x input) and print it;
+#   5. run benchmarks/plan_sweep.py on the GPU: whether segmenting the shared forward and batching 4
+#      targets per backward (chosen on a CPU) also pay there, where per-operation overhead weighs more.
 # Usage: bash benchmarks/gpu_check.sh [OUT_DIR]   (figures also land in OUT_DIR/speed_gpu.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,3 +41,7 @@ echo "== engine tests on CUDA"
 echo "== speed on the GPU (read the wall-clock columns: CPU seconds do not measure GPU work)"
 PYTHONUNBUFFERED=1 "$VENV/bin/python" benchmarks/speed.py --device cuda --threads 8 --rounds 2 \
     --json-out "$OUT/speed_gpu.json"
+
+echo "== the engine's cut on the GPU (targets per backward / segments; measured on a CPU so far)"
+PYTHONUNBUFFERED=1 "$VENV/bin/python" benchmarks/plan_sweep.py --device cuda --threads 8 --rounds 2 \
+    --variants 4/4,4/1,1/1,16/1
