@@ -134,6 +134,14 @@ class _Work:
         )
 
 
+@dataclass
+class _Backward:
+    """The backward token-rows a gradient attribution took: each target's rows times the length of the
+    segment it ran through (``method_cost`` counts the longest prefix: an upper bound)."""
+
+    token_rows: int = 0
+
+
 def _gradient_sums(
     method: GradientMethod,
     work: _Work,
@@ -143,8 +151,10 @@ def _gradient_sums(
     budget: Budget,
     precision: Precision,
     deadline: Deadline,
+    taken: _Backward,
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Yield ``(positions into indices, attributions (k, length, hidden))`` as each group of targets is final.
+    """Yield ``(positions into indices, attributions (k, length, hidden))`` as each group of targets is final,
+    counting the backward's token-rows in ``taken``.
 
     ``deadline`` is checked before every forward chunk and every backward group."""
     ends = [work.targets.positions[i] for i in indices]  # ascending: indices follow the sorted positions
@@ -189,6 +199,7 @@ def _gradient_sums(
                     (grads,) = torch.autograd.grad(
                         split.hidden, chunk, outputs, retain_graph=retain, is_grads_batched=True
                     )
+                taken.token_rows += len(group) * chunk.shape[0] * ends[last]
                 grads = grads.to(acc) if multipliers is None else grads.to(acc) * multipliers
                 sums[group[0] : group[-1] + 1] += grads.sum(dim=1)
                 if last_chunk:
@@ -265,7 +276,8 @@ def method_cost(
     """The token-rows one method takes for targets at ``positions`` (each the length of its prefix), with
     ``n_steps`` path steps, and with the forwards that score the input (and the baseline, for a method with
     a convergence delta) when ``scoring``. Exact for the forwards; a backward counts every source once per
-    target and point."""
+    target and point, an upper bound: a segmented forward's backward runs through its segment only, and
+    ``Attribution.cost`` says what it took."""
     method = get_method(method_name)
     length = max(positions)
     forward = (2 if method.has_convergence_delta else 1) * length if scoring else 0
@@ -414,17 +426,21 @@ def iter_attribute_tokens(
     with work.forward.attach(), torch.enable_grad():
         while pending:
             chosen_positions = [targets.positions[i] for i in pending]
-            cost = cost + method_cost(
+            step = method_cost(
                 method_name, params, n_steps, chosen_positions, budget.token_budget, scoring=pending is every
             )
+            cost = cost + step
             if isinstance(method, GradientMethod):
+                taken = _Backward()
                 for group, attributions in _gradient_sums(
-                    method, work, pending, n_steps, memory, budget, precision, deadline
+                    method, work, pending, n_steps, memory, budget, precision, deadline, taken
                 ):
                     chosen = [pending[g] for g in group]
                     store(chosen, attributions, n_steps)
                     if tolerance is None:
                         yield from (row_of(i) for i in chosen)
+                # what the backward took (segments cut it below the estimate's longest prefix)
+                cost = cost + AttributionCost(backward_token_rows=taken.token_rows - step.backward_token_rows)
             elif isinstance(method, AttentionMethod):
                 with torch.no_grad(), autocast(precision, device):
                     store(every, _attention_rows(method, model, layout, work, budget), n_steps)

@@ -72,6 +72,11 @@ def test_the_segmented_forward_equals_captum_on_every_architecture(arch):
     ids = [t.id for t in result.generation.tokens]
     ref = _per_token_ig(model, ids, 8, tiny_tokenizer().eos_token_id, last=10)
     _rows_close(ours.scores.astype(np.float64), ref, 1e-4)
+    # the cost says what the backward took: each target's 8 points over its segment, below the estimate
+    ends = list(ours.target_positions)
+    taken = sum(8 * ends[last] * (last - first + 1) for first, last in cut.segments)
+    assert ours.cost.backward_token_rows == taken < 8 * max(ends) * len(ends)
+    assert result.cost_estimate.backward_token_rows == 8 * max(ends) * len(ends)
 
 
 def test_the_plan_segments_only_where_it_pays_and_fits():
