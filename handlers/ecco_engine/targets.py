@@ -97,32 +97,34 @@ class TargetForward:
             handle.remove()
             self._positions = self._hidden = self._leaf = None
 
-    def _logits(self, embeddings: torch.Tensor, positions: torch.Tensor, *, per_row: bool, split: bool, **kwargs):
+    def _forward(self, embeddings: torch.Tensor, positions: torch.Tensor, *, per_row: bool, split: bool, **cache):
+        """The model's output on ``embeddings``, the hook gathering ``positions``; ``cache``: the KV-cache
+        arguments of a segment (none: no cache)."""
         self._positions, self._per_row, self._split = positions, per_row, split
         try:
-            if kwargs:
-                return self.model(inputs_embeds=embeddings, **kwargs)
-            return self.model(inputs_embeds=embeddings, use_cache=False).logits
+            return self.model(inputs_embeds=embeddings, **(cache or {"use_cache": False}))
         finally:
             self._positions = None
+
+    def _split_scores(self, scores: torch.Tensor) -> SplitScores:
+        """``scores`` with the head input and hidden states the hook kept for them."""
+        assert self._hidden is not None and self._leaf is not None  # set by the hook
+        result = SplitScores(scores=scores, head_input=self._leaf, hidden=self._hidden)
+        self._hidden = self._leaf = None
+        return result
 
     def per_row(self, embeddings, positions, token_ids, contrast_ids) -> torch.Tensor:
         """``(rows, n, hidden)`` -> ``(rows,)``: row ``r`` scored at ``positions[r]`` for ``token_ids[r]``
         (Captum's forward-function signature)."""
-        logits = self._logits(embeddings, positions, per_row=True, split=False)[:, 0, :]
+        logits = self._forward(embeddings, positions, per_row=True, split=False).logits[:, 0, :]
         return target_function(self.kind, logits, token_ids, contrast_ids)
 
     def shared(self, embeddings, positions, token_ids, contrast_ids, *, split: bool = False):
         """``(rows, n, hidden)`` -> ``(rows, T)`` scores at ``positions`` ``(T,)`` for ``token_ids`` ``(T,)``;
         a ``SplitScores`` with ``split=True``."""
-        logits = self._logits(embeddings, positions, per_row=False, split=split)  # (rows, T, vocab)
+        logits = self._forward(embeddings, positions, per_row=False, split=split).logits  # (rows, T, vocab)
         scores = target_function(self.kind, logits, token_ids, contrast_ids)
-        if not split:
-            return scores
-        assert self._hidden is not None and self._leaf is not None  # set by the hook
-        result = SplitScores(scores=scores, head_input=self._leaf, hidden=self._hidden)
-        self._hidden = self._leaf = None
-        return result
+        return self._split_scores(scores) if split else scores
 
     def segments(self, embeddings, positions, token_ids, contrast_ids, bounds) -> list[SplitScores]:
         """``shared(..., split=True)`` cut into segments: ``bounds`` ``[(first, last), ...]`` index runs of the
@@ -135,16 +137,14 @@ class TargetForward:
         for first, last in bounds:
             end = int(positions[last]) + 1
             chosen = slice(first, last + 1)
-            kwargs: dict[str, object] = {"use_cache": True}
-            if cache is not None:
-                kwargs[name] = cache
-            output = self._logits(
-                embeddings[:, start:end], positions[chosen] - start, per_row=False, split=True, **kwargs
-            )
+            earlier: dict[str, object] = {name: cache} if cache is not None else {}
+            output = self._forward(
+                embeddings[:, start:end], positions[chosen] - start, per_row=False, split=True, use_cache=True,
+                **earlier,
+            )  # fmt: skip
             cache = output_cache(output)
-            scores = target_function(self.kind, output.logits, token_ids[chosen], contrast_ids[chosen])
-            assert self._hidden is not None and self._leaf is not None  # set by the hook
-            results.append(SplitScores(scores=scores, head_input=self._leaf, hidden=self._hidden))
-            self._hidden = self._leaf = None
+            results.append(
+                self._split_scores(target_function(self.kind, output.logits, token_ids[chosen], contrast_ids[chosen]))
+            )
             start = end
         return results
