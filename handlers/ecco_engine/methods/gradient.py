@@ -9,6 +9,11 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from .base import GradientMethod, GradientPoints, register
 
 
+def _at_input(inputs: torch.Tensor) -> GradientPoints:
+    """The one point of a plain gradient method: the input itself, weight 1."""
+    return GradientPoints(points=inputs.unsqueeze(0), weights=torch.ones(1, dtype=torch.float64))
+
+
 @register
 class IntegratedGradientsMethod(GradientMethod):
     name = "integrated_gradients"
@@ -38,7 +43,7 @@ class GradientXInput(GradientMethod):
     description = "Gradient times input embedding (Shrikumar et al. 2016)"
 
     def gradient_points(self, inputs, baselines, n_steps, params):
-        return GradientPoints(points=inputs.unsqueeze(0), weights=torch.ones(1, dtype=torch.float64))
+        return _at_input(inputs)
 
     def combine(self, inputs, baselines, gradients):
         return gradients * inputs
@@ -50,7 +55,7 @@ class SaliencyMethod(GradientMethod):
     description = "Gradient of the target w.r.t. the input embedding (aggregate with l2: gradient norm)"
 
     def gradient_points(self, inputs, baselines, n_steps, params):
-        return GradientPoints(points=inputs.unsqueeze(0), weights=torch.ones(1, dtype=torch.float64))
+        return _at_input(inputs)
 
     def combine(self, inputs, baselines, gradients):
         return gradients
