@@ -18,12 +18,11 @@ import time
 import _common  # noqa: F401  (sets sys.path before the engine is imported)
 import torch
 from _common import base_parser, load, table
-from speed import PROMPTS
+from speed import PROMPTS, attribute_generated
 
 import ecco_engine.budget as budget
-from ecco_engine.attribution import attribute_tokens
 from ecco_engine.explainer import Explainer
-from ecco_engine.types import AttributionParams, ExplainRequest, GenerationParams
+from ecco_engine.types import ExplainRequest, GenerationParams
 
 
 def main() -> None:
@@ -41,11 +40,6 @@ def main() -> None:
     generation = explainer.generate(
         ExplainRequest(prompt=PROMPTS[args.prompt], generation=GenerationParams(max_new_tokens=16))
     )
-    ids = [t.id for t in generation.tokens]
-    params = AttributionParams(
-        methods=(args.method,), target="log_probability", n_steps=32, baseline="eos", aggregation="sum"
-    )
-    targets = explainer.targets(ExplainRequest(prompt="x", attribution=params), generation)
     # CPU seconds on a CPU (the steadier measure on a shared machine), wall seconds on a GPU
     clock = time.perf_counter if args.device.startswith("cuda") else time.process_time
     variants = [tuple(int(x) for x in v.split("/")) for v in args.variants.split(",")]
@@ -57,10 +51,7 @@ def main() -> None:
                 budget.MAX_TARGETS_PER_BACKWARD, budget.MAX_SEGMENTS = variant
                 budget.MIN_SEGMENT_ROWS = 1  # the variant decides, whatever the points per forward
                 start = clock()
-                attribute_tokens(
-                    explainer.model, explainer.layout, tokenizer, ids, targets, params, args.method,
-                    memory=explainer.memory, budget=explainer.budget,
-                )  # fmt: skip
+                attribute_generated(explainer, generation, args.method, n_steps=32)
                 sync()
                 seconds = clock() - start
                 best[variant] = min(best.get(variant, float("inf")), seconds)

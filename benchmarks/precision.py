@@ -21,12 +21,12 @@ import torch
 from _common import base_parser, load, table
 from captum.attr._utils.approximation_methods import approximation_parameters
 from scipy.stats import spearmanr
-from speed import PROMPTS
+from speed import PROMPTS, attribute_generated
 
-from ecco_engine.attribution import attribute_tokens, autocast
+from ecco_engine.attribution import autocast
 from ecco_engine.explainer import Explainer
 from ecco_engine.targets import TargetForward
-from ecco_engine.types import AttributionParams, ExplainRequest, GenerationParams, Precision, TargetKind
+from ecco_engine.types import ExplainRequest, GenerationParams, Precision, TargetKind
 
 
 def main() -> None:
@@ -43,16 +43,15 @@ def main() -> None:
     ids, n_prompt = [t.id for t in generation.tokens], generation.prompt_length
 
     def rows(precision: str, aggregation: str) -> tuple[np.ndarray, float]:
-        params = AttributionParams(
-            methods=("integrated_gradients",), target="log_probability", n_steps=args.n_steps, baseline="eos",
-            aggregation=aggregation, precision=precision,
-        )  # fmt: skip
-        targets = explainer.targets(ExplainRequest(prompt="x", attribution=params), generation)
         start = time.process_time()
-        result = attribute_tokens(
-            explainer.model, explainer.layout, tokenizer, ids, targets, params, "integrated_gradients",
-            memory=explainer.memory, budget=explainer.budget,
-        )  # fmt: skip
+        result = attribute_generated(
+            explainer,
+            generation,
+            "integrated_gradients",
+            n_steps=args.n_steps,
+            aggregation=aggregation,
+            precision=precision,
+        )
         return result.scores.astype(np.float64), time.process_time() - start
 
     summary = []

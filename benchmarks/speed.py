@@ -64,6 +64,21 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
+def attribute_generated(explainer, generation, method: str, *, n_steps: int, aggregation="sum", precision="float32"):
+    """The engine's attribution of every generated token, as ``Explainer.explain`` runs it: eos baseline,
+    log-probability target."""
+    params = AttributionParams(
+        methods=(method,), target="log_probability", n_steps=n_steps, baseline="eos", aggregation=aggregation,
+        precision=precision,
+    )  # fmt: skip
+    targets = explainer.targets(ExplainRequest(prompt="x", attribution=params), generation)
+    ids = [t.id for t in generation.tokens]
+    return attribute_tokens(
+        explainer.model, explainer.layout, explainer.tokenizer, ids, targets, params, method,
+        memory=explainer.memory, budget=explainer.budget,
+    )  # fmt: skip
+
+
 def loop_rows(model, ids: list[int], prompt_length: int, method: str, baseline_id: int, n_steps: int):
     """One Captum call per generated token on the prefix embeddings: rows ``(n_new, len(ids) - 1)``."""
     embedding = model.get_input_embeddings()
@@ -182,17 +197,9 @@ def main() -> None:
         sides: dict[str, dict[str, float]] = {}
         rows: dict[str, np.ndarray] = {}
 
-        def engine(method: str, precision: str, generation=generation, ids=ids):
-            params = AttributionParams(
-                methods=(method,), target="log_probability", n_steps=args.n_steps, baseline="eos",
-                aggregation="sum", precision=precision,
-            )  # fmt: skip
-            targets = explainer.targets(ExplainRequest(prompt="x", attribution=params), generation)
+        def engine(method: str, precision: str, generation=generation):
             sync()
-            result = attribute_tokens(
-                explainer.model, explainer.layout, tokenizer, ids, targets, params, method,
-                memory=explainer.memory, budget=explainer.budget,
-            )  # fmt: skip
+            result = attribute_generated(explainer, generation, method, n_steps=args.n_steps, precision=precision)
             sync()
             return result.scores.astype(np.float64)
 
