@@ -9,7 +9,7 @@ from http.server import ThreadingHTTPServer
 
 import grpc
 import pytest
-from fake_torchserve import Backend, Servicer, http_handler
+from fake_torchserve import MODEL, TOKEN, Backend, Servicer, http_handler
 
 from ecco_proto.torchserve import inference_pb2_grpc
 
@@ -42,3 +42,12 @@ def rest_url(backend: Backend) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def server_args(rest_url: str, grpc_target: str) -> dict[str, list[str]]:
+    """The ``ecco`` command line's connection options for each transport."""
+    return {
+        "rest": ["--url", rest_url, "--model", MODEL, "--token", TOKEN],
+        "grpc": ["--grpc", grpc_target, "--model", MODEL, "--token", TOKEN],
+    }

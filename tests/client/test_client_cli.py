@@ -26,14 +26,6 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server_args(rest_url, grpc_target):
-    return {
-        "rest": ["--url", rest_url, "--model", MODEL, "--token", TOKEN],
-        "grpc": ["--grpc", grpc_target, "--model", MODEL, "--token", TOKEN],
-    }
-
-
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_explain_table(server_args, transport: str) -> None:
     code, text = _run(["explain", *server_args[transport], *PROMPT, "--method", "grad_x_input", "--top", "2"])

@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-from fake_torchserve import MODEL, TOKEN
 
 from ecco_client.cli import main
 from ecco_client.internals import WatchedTokens
@@ -21,14 +20,6 @@ def _run(argv: list[str]) -> tuple[int, str]:
     out = io.StringIO()
     code = main(argv, out=out)
     return code, out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def server_args(rest_url, grpc_target):
-    return {
-        "rest": ["--url", rest_url, "--model", MODEL, "--token", TOKEN],
-        "grpc": ["--grpc", grpc_target, "--model", MODEL, "--token", TOKEN],
-    }
 
 
 def _section(text: str, title: str) -> list[str]:

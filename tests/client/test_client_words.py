@@ -20,14 +20,6 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return main(argv, out=out), out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server_args(rest_url, grpc_target):
-    return {
-        "rest": ["--url", rest_url, "--model", MODEL, "--token", TOKEN],
-        "grpc": ["--grpc", grpc_target, "--model", MODEL, "--token", TOKEN],
-    }
-
-
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_client_results_carry_logprobs_grouping_and_contrast_ids(rest_url, grpc_target, transport: str) -> None:
     where = {"url": rest_url} if transport == "rest" else {"grpc": grpc_target}
